@@ -1,0 +1,60 @@
+"""Artifacts on disk: safetensors files whose metadata carries the config, version and backend."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorsError
+from safetensors.torch import load_file, safe_open, save_file
+
+from . import __version__
+
+
+def atomic_write(path: str | Path, write) -> Path:
+    """Call ``write(tmp_path)`` then rename over ``path``: a crash never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], kind: str, **meta) -> Path:
+    """Write tensors atomically with JSON metadata: ``kind``, ``hspace_version`` and each keyword."""
+    metadata = {"kind": kind, "hspace_version": __version__}
+    metadata.update({k: json.dumps(v) for k, v in meta.items()})
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The metadata of an hspace safetensors file, JSON values decoded."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = f.metadata() or {}
+    except (SafetensorsError, OSError) as e:
+        raise ValueError(f"{path} is not a readable safetensors file ({e})") from None
+    out = {}
+    for k, v in raw.items():
+        try:
+            out[k] = json.loads(v) if k not in ("kind", "hspace_version") else v
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def load_tensors(path: str | Path, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors and metadata; ``kind`` checks that the file is what the caller expects."""
+    meta = read_metadata(path)
+    if kind is not None and meta.get("kind") != kind:
+        raise ValueError(f"{path} holds {meta.get('kind') or 'no hspace artifact'}, not {kind}")
+    return load_file(str(path)), meta
