@@ -1,0 +1,85 @@
+"""The discovery step: Algorithm 1 gives the vanilla gradients; the frozen DM never changes."""
+import copy
+import math
+
+import pytest
+import torch
+
+from conftest import randomize_
+from hspace import presets
+from hspace.backends import build_adm
+from hspace.config import DiscoveryConfig
+from hspace.schedule import uniform_timesteps
+from hspace.train import DiscoveryModules, DiscoveryTrainer, generator_gradients, max_relative_difference
+
+
+@pytest.fixture(scope="module")
+def model():
+    return randomize_(build_adm(presets.DM_PRESETS["tiny"], seed=0), std=0.01)
+
+
+def _modules(model, cfg):
+    torch.manual_seed(3)
+    modules = DiscoveryModules(model, cfg)
+    randomize_(modules.shift_block, std=0.05, seed=4)  # non-zero directions: every parameter gets a gradient
+    return modules
+
+
+def _batch(cfg, n=4):
+    g = torch.Generator().manual_seed(5)
+    return (torch.randn(n, 1, 16, 16, generator=g), torch.randint(0, cfg.K, (n,), generator=g),
+            (torch.rand(n, generator=g) * 2 - 1) * cfg.S)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "M, t_stop, keep",
+    [(1, 0, 0), (2, 0, 0), (2, 500, 0), (4, 0, 0), (4, 750, 0), (4, 400, 0), (5, 400, 2), (6, 300, 1)],
+)
+def test_checkpointed_gradients_equal_vanilla(model, M, t_stop, keep):
+    cfg = DiscoveryConfig(K=3, S=2.0, M=M, t_stop=t_stop, batch_size=4, keep_graph_steps=keep)
+    ts = uniform_timesteps(M)
+    base, batch = _modules(model, cfg), _batch(cfg)
+    vanilla = generator_gradients(model, copy.deepcopy(base), batch, ts, cfg.replace(algorithm="vanilla", keep_graph_steps=0))
+    checkpointed = generator_gradients(model, copy.deepcopy(base), batch, ts, cfg)
+    assert all(g.abs().max() > 0 for n, g in vanilla.items() if n.startswith("shift_block")), "a parameter got no gradient"
+    assert max_relative_difference(checkpointed, vanilla) <= 1e-5
+
+
+def test_gradients_reach_only_asymmetric_steps(model):
+    # With t_stop above every step but the first, only that step's shift counts: the gradient
+    # differs from a chain shifted throughout, and the D update never touches the frozen DM.
+    cfg = DiscoveryConfig(K=2, S=1.0, M=4, t_stop=0, batch_size=4)
+    ts = uniform_timesteps(4)
+    base, batch = _modules(model, cfg), _batch(cfg)
+    full = generator_gradients(model, copy.deepcopy(base), batch, ts, cfg)
+    first_only = generator_gradients(model, copy.deepcopy(base), batch, ts, cfg.replace(t_stop=ts[0]))
+    assert max_relative_difference(first_only, full) > 1e-3
+
+
+def test_training_updates_trained_parts_only(model):
+    before = copy.deepcopy(model.state_dict())
+    dm, cfg = presets.run_preset("tiny")
+    trainer = DiscoveryTrainer(model, cfg.replace(batch_size=4, M=3))
+    shift_before = copy.deepcopy(trainer.modules.shift_block.state_dict())
+    metrics = trainer.train_step()
+    assert set(metrics) == {"loss_d", "loss_g", "loss_r", "acc"}
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert all(p.grad is None for p in model.parameters())
+    # The zero-initialised output convs moved: training left x~0 == x0.
+    assert not torch.equal(shift_before["out_weight"], trainer.modules.shift_block.state_dict()["out_weight"])
+    # At initialisation x~0 == x0: D sees the same images as real and fake, so L_D >= 2 log 2.
+    assert metrics["loss_d"] >= 2 * math.log(2) - 1e-6
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(ValueError, match="K=0"):
+        DiscoveryConfig(K=0)
+    with pytest.raises(ValueError, match="S=0"):
+        DiscoveryConfig(S=0)
+    with pytest.raises(ValueError, match="algorithm='fast'"):
+        DiscoveryConfig(algorithm="fast")
+    model = build_adm(presets.DM_PRESETS["tiny"], seed=0)
+    with pytest.raises(ValueError, match="t_stop=990"):
+        DiscoveryTrainer(model, DiscoveryConfig(M=5, t_stop=990, batch_size=2))
+    with pytest.raises(ValueError, match="M=2000"):
+        DiscoveryTrainer(model, DiscoveryConfig(M=2000, batch_size=2))
