@@ -3,6 +3,7 @@ import torch
 
 from hspace import presets
 from hspace.backends import build_adm
+from hspace.backends.adm import fill_zero_init_
 
 
 @pytest.fixture(autouse=True)
@@ -17,13 +18,8 @@ def tiny_model():
 
 
 def randomize_(model, std=0.02, seed=1):
-    """Give every zero-initialised output layer random weights, so tests see a non-trivial network."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.abs().max() == 0:
-                p.copy_(torch.randn(p.shape, generator=g) * std)
-    return model
+    """Give every zero-initialised layer random weights, so tests see a non-trivial network."""
+    return fill_zero_init_(model, std, seed)
 
 
 class GaussianDataEps:

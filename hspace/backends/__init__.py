@@ -27,7 +27,7 @@ def save_model(model: HSpaceModel, path: str | Path, dtype: torch.dtype | None =
 def load_model(source, flags: dict | str | None = None) -> HSpaceModel:
     """Open a frozen eps-prediction model.
 
-    ``source``: a model preset name (randomly initialised weights, seeded, e.g. ``"tiny"``), a shipped
+    ``source``: a model preset name (random weights, seeded, for tests and benchmarks: ``"tiny"``), a shipped
     model name (``"default"``), a ``.safetensors`` file written by hspace, a guided-diffusion ``.pt``
     state dict with its ``flags`` (guided-diffusion's names plus ``in_channels``), a diffusers
     ``UNet2DModel`` folder (or pipeline folder), or an in-memory diffusers ``UNet2DModel``.
@@ -43,8 +43,8 @@ def load_model(source, flags: dict | str | None = None) -> HSpaceModel:
     name = str(source)
     if name in presets.SHIPPED_MODELS:
         return load_model(presets.shipped_path(name))
-    if name in presets.DM_PRESETS:
-        return build_adm(presets.DM_PRESETS[name])
+    if name in presets.DM_PRESETS:  # an untrained network of that architecture, eps depending on h
+        return build_adm(presets.DM_PRESETS[name], seed=0, fill_zero_init=True)
     path = Path(name)
     if not path.exists():
         raise ValueError(

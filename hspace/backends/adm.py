@@ -175,13 +175,31 @@ class ADMModel(HSpaceModel):
         return {"backend": self.backend, "flags": self.config.to_flags()}
 
 
-def build_adm(flags: dict | ADMConfig | None = None, seed: int | None = 0) -> ADMModel:
-    """A randomly initialised ADM model (seeded), frozen."""
+def build_adm(flags: dict | ADMConfig | None = None, seed: int | None = 0, fill_zero_init: bool = False) -> ADMModel:
+    """A randomly initialised ADM model (seeded), frozen.
+
+    ADM zero-initialises its output layers, so an untrained UNet predicts eps = 0 whatever h is;
+    ``fill_zero_init`` gives those layers small random weights instead, for benchmarks and tests
+    that need eps to depend on h.
+    """
     cfg = flags if isinstance(flags, ADMConfig) else ADMConfig.from_flags(flags)
     with torch.random.fork_rng(enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)
-        return ADMModel(cfg).freeze()
+        model = ADMModel(cfg)
+        if fill_zero_init:
+            fill_zero_init_(model)
+        return model.freeze()
+
+
+@torch.no_grad()
+def fill_zero_init_(module: nn.Module, std: float = 0.02, seed: int = 1) -> nn.Module:
+    """Give every all-zero parameter N(0, std^2) values (seeded), in place."""
+    g = torch.Generator().manual_seed(seed)
+    for p in module.parameters():
+        if not p.any():
+            p.copy_(torch.randn(p.shape, generator=g) * std)
+    return module
 
 
 def load_adm_state_dict(model: ADMModel, state_dict: dict[str, torch.Tensor], source: str = "checkpoint") -> ADMModel:

@@ -1,0 +1,135 @@
+"""Train an ADM diffusion model (eps-MSE, linear betas, EMA, Adam): the DMs that discovery runs on."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .artifacts import atomic_write
+from .backends import ADMConfig, ADMModel, save_model
+from .sampling import sample
+from .schedule import uniform_timesteps
+from .viz import save_grid
+
+
+@dataclass(frozen=True)
+class DMTrainConfig:
+    """Diffusion-model training settings (the architecture comes from ``flags``)."""
+
+    flags: dict = dataclasses.field(default_factory=dict)  # guided-diffusion flags of the UNet
+    batch_size: int = 64
+    lr: float = 5e-4
+    ema_rate: float = 0.999
+    train_steps: int = 20000
+    grad_clip: float = 1.0
+    sample_every: int = 1000
+    checkpoint_every: int = 250
+    seed: int = 0
+
+
+def diffusion_loss(model: ADMModel, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """E_{t, eps} |eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t)|^2 (Ho et al. 2020, Eq. 14)."""
+    n = x0.shape[0]
+    t = torch.randint(0, model.num_train_steps, (n,), generator=generator).to(x0.device)
+    eps = torch.randn(x0.shape, generator=generator).to(x0.device)
+    abar = model.alphas_cumprod[t].to(x0.dtype)[:, None, None, None]
+    x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
+    return F.mse_loss(model.unet(x_t, t)[:, : model.in_channels], eps)
+
+
+class DMTrainer:
+    """The training state (model, EMA, optimiser, step, RNG) with atomic checkpoints in ``out``."""
+
+    def __init__(self, cfg: DMTrainConfig, out: str | Path, device: str = "cpu"):
+        self.cfg, self.out, self.device = cfg, Path(out), torch.device(device)
+        torch.manual_seed(cfg.seed)
+        self.model = ADMModel(ADMConfig.from_flags(cfg.flags)).to(self.device).train()
+        self.ema = copy.deepcopy(self.model).freeze()
+        self.opt = torch.optim.Adam(self.model.unet.parameters(), lr=cfg.lr)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.step = 0
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    def save_checkpoint(self) -> None:
+        state = {
+            "config": json.dumps(dataclasses.asdict(self.cfg)),
+            "step": self.step,
+            "model": self.model.unet.state_dict(),
+            "ema": self.ema.unet.state_dict(),
+            "opt": self.opt.state_dict(),
+            "generator": self.generator.get_state(),
+        }
+        atomic_write(self.checkpoint_path, lambda tmp: torch.save(state, tmp))
+        save_model(self.ema, self.out / "ema.safetensors")
+
+    def load_checkpoint(self) -> None:
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+        saved = json.loads(state["config"])
+        mine = dataclasses.asdict(self.cfg)
+        if saved["flags"] != mine["flags"]:
+            raise ValueError(f"{self.checkpoint_path} was trained with other model flags ({saved['flags']}): use another --out")
+        self.model.unet.load_state_dict(state["model"])
+        self.ema.unet.load_state_dict(state["ema"])
+        self.opt.load_state_dict(state["opt"])
+        self.generator.set_state(state["generator"])
+        self.step = state["step"]
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        for e, p in zip(self.ema.unet.parameters(), self.model.unet.parameters()):
+            e.lerp_(p, 1.0 - self.cfg.ema_rate)
+
+    def save_samples(self, n: int = 64, steps: int = 50) -> Path:
+        g = torch.Generator().manual_seed(0)  # the same seeds every time: grids are comparable
+        x_T = torch.randn(n, self.ema.in_channels, self.ema.image_size, self.ema.image_size, generator=g)
+        x0 = sample(self.ema, x_T.to(self.device), uniform_timesteps(steps, self.ema.num_train_steps), clip_x0=True)
+        return save_grid(x0, self.out / f"samples-{self.step:06d}.png", ncol=8, scale=2)
+
+    def train(self, images: torch.Tensor, resume: bool = False, progress: bool = True) -> Path:
+        """Train on images [N x C x H x W] in [-1, 1]; returns the EMA weights' path."""
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        if resume:
+            if not self.checkpoint_path.exists():
+                raise ValueError(f"--resume: no checkpoint in {self.out}; start without --resume")
+            self.load_checkpoint()
+        elif self.checkpoint_path.exists():
+            raise ValueError(f"{self.out} already holds a training run: pass --resume to continue it, or another --out")
+        m = self.model
+        if images.shape[1:] != (m.in_channels, m.image_size, m.image_size):
+            raise ValueError(
+                f"images are {tuple(images.shape[1:])} but the model takes {(m.in_channels, m.image_size, m.image_size)}: "
+                "pick a model preset of that size or pass --image-size"
+            )
+        bar = tqdm(total=cfg.train_steps, initial=self.step, desc="train-dm", disable=not progress)
+        last_save = time.monotonic()
+        while self.step < cfg.train_steps:
+            idx = torch.randint(0, images.shape[0], (cfg.batch_size,), generator=self.generator)
+            loss = diffusion_loss(m, images[idx].to(self.device), self.generator)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(m.unet.parameters(), cfg.grad_clip)
+            self.opt.step()
+            self.update_ema()
+            self.step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.train_steps or time.monotonic() - last_save > 600:
+                self.save_checkpoint()
+                last_save = time.monotonic()
+            if cfg.sample_every and (self.step % cfg.sample_every == 0 or self.step == cfg.train_steps):
+                self.save_samples()
+        bar.close()
+        self.save_checkpoint()
+        return self.out / "ema.safetensors"
