@@ -123,3 +123,26 @@ def test_discriminator_encoder_from_dm_weights():
     assert all(p.requires_grad for p in enc.parameters()) and not any(p.requires_grad for p in model.parameters())
     fresh = model.make_encoder(pretrained=False)
     assert not torch.equal(fresh(x), enc(x))
+
+
+def test_flags_are_read_as_guided_diffusion_reads_them():
+    cfg = ADMConfig.from_flags({"use_new_attention_order": "False", "attention_resolutions": 16, "dropout": "0.1",
+                                "channel_mult": [1, 2], "learn_sigma": "True"})  # fmt: skip
+    assert cfg.use_new_attention_order is False and cfg.learn_sigma is True
+    assert cfg.attention_resolutions == "16" and cfg.channel_mult == "1,2" and cfg.dropout == 0.1
+    with pytest.raises(ValueError, match="expected a boolean"):
+        ADMConfig.from_flags({"learn_sigma": "maybe"})
+
+
+def test_linear_schedule_scales_with_diffusion_steps():
+    # guided-diffusion: betas from 1e-4 * 1000/T to 0.02 * 1000/T, so T = 4000 ends near abar ~ 4e-5 as T = 1000 does.
+    short, long = build_adm({**SMALL, "diffusion_steps": 1000}), build_adm({**SMALL, "diffusion_steps": 4000})
+    assert long.num_train_steps == 4000
+    assert abs(float(long.alphas_cumprod[-1]) / float(short.alphas_cumprod[-1]) - 1) < 0.02
+
+
+def test_rescaled_timesteps_feed_the_network_t_times_1000_over_T():
+    flags = {**SMALL, "diffusion_steps": 250}
+    plain, rescaled = build_adm(flags, seed=0, fill_zero_init=True), build_adm({**flags, "rescale_timesteps": True}, seed=0, fill_zero_init=True)
+    x = torch.randn(2, 1, 16, 16)
+    torch.testing.assert_close(rescaled(x, torch.tensor([10, 200])), plain.unet(x, torch.tensor([40.0, 800.0])))

@@ -15,8 +15,7 @@ from .base import EncoderState, HSpaceModel
 
 # guided-diffusion flags that do not change the network's function (or only how it is trained).
 IGNORED_FLAGS = {
-    "use_checkpoint", "use_fp16", "timestep_respacing", "use_kl", "rescale_learned_sigmas",
-    "rescale_timesteps", "sigma_small", "num_samples", "batch_size", "use_ddim", "clip_denoised",
+    "use_checkpoint", "use_fp16", "timestep_respacing", "use_kl", "rescale_learned_sigmas", "sigma_small", "num_samples", "batch_size", "use_ddim", "clip_denoised",
     "model_path", "classifier_scale", "lr", "weight_decay", "lr_anneal_steps", "microbatch",
     "ema_rate", "log_interval", "save_interval", "resume_checkpoint", "fp16_scale_growth", "schedule_sampler",
     "data_dir",
@@ -48,6 +47,7 @@ class ADMConfig:
     diffusion_steps: int = 1000
     noise_schedule: str = "linear"
     predict_xstart: bool = False
+    rescale_timesteps: bool = False  # feed the network t * 1000 / diffusion_steps
 
     @classmethod
     def from_flags(cls, flags: dict | str | None) -> ADMConfig:
@@ -63,13 +63,7 @@ class ADMConfig:
                 f"unknown model flag(s) {unknown}: use guided-diffusion's names "
                 f"({', '.join(sorted(known))})"
             )
-        values = {}
-        for k, v in flags.items():
-            if k not in known:
-                continue
-            if k in ("attention_resolutions", "channel_mult") and not isinstance(v, str):
-                v = ",".join(str(x) for x in v) if v else ""
-            values[k] = v
+        values = {k: _coerce(known[k].type, k, v) for k, v in flags.items() if k in known}
         cfg = cls(**values)
         cfg.check()
         return cfg
@@ -119,6 +113,21 @@ class ADMConfig:
         )
 
 
+def _coerce(kind: str, name: str, value):
+    """Flag values as guided-diffusion's argparse would read them ("False" is False, 16 is "16")."""
+    if kind == "bool":
+        if isinstance(value, str):
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(f"flag {name}={value!r}: expected a boolean (true/false)")
+            return value.lower() in ("true", "1", "yes")
+        return bool(value)
+    if kind == "str":
+        if isinstance(value, (list, tuple)):
+            return ",".join(str(x) for x in value)
+        return "" if value is None else str(value)
+    return {"int": int, "float": float}[kind](value)
+
+
 class ADMEncoder(nn.Module):
     """The UNet's input blocks and middle block at t = 0: ``x [N x C x H x W] -> h``."""
 
@@ -141,7 +150,8 @@ class ADMModel(HSpaceModel):
     backend = "adm"
 
     def __init__(self, config: ADMConfig, unet: UNetModel | None = None):
-        super().__init__(linear_alphas_cumprod(config.diffusion_steps))
+        scale = 1000 / config.diffusion_steps  # guided-diffusion's linear schedule scales with T
+        super().__init__(linear_alphas_cumprod(config.diffusion_steps, scale * 1e-4, scale * 0.02))
         self.config = config
         self.unet = unet if unet is not None else config.build_unet()
         self.h_channels = self.unet.h_channels
@@ -156,7 +166,8 @@ class ADMModel(HSpaceModel):
             if self.class_labels is None:
                 raise ValueError("class-conditional model: set model.class_labels to a class index tensor first")
             y = self.class_labels.to(x.device).expand(x.shape[0]) if self.class_labels.ndim == 0 else self.class_labels
-        h, skips, emb = self.unet.encode(x, t, y)
+        t_in = t.float() * (1000.0 / self.config.diffusion_steps) if self.config.rescale_timesteps else t
+        h, skips, emb = self.unet.encode(x, t_in, y)
         return h, EncoderState(emb=emb, skips=tuple(skips), t=t)
 
     def decode(self, h, state):
