@@ -23,7 +23,7 @@ class ReconstructorHeads(nn.Module):
         super().__init__()
 
         def head(out):
-            return nn.Sequential(nn.Linear(features, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, out))
+            return nn.Sequential(nn.Linear(features, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, out))
 
         self.logits, self.shift = head(num_directions), head(1)
 
@@ -38,7 +38,8 @@ class LeNetReconstructor(nn.Module):
         super().__init__()
 
         def block(cin, cout, pool=True):
-            layers = [nn.Conv2d(cin, cout, 5), nn.BatchNorm2d(cout), nn.ReLU()]
+            # no bias before BatchNorm: it would be cancelled (and get a gradient of pure rounding noise)
+            layers = [nn.Conv2d(cin, cout, 5, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
             return layers + [nn.MaxPool2d(2)] if pool else layers
 
         self.features = nn.Sequential(

@@ -1,0 +1,88 @@
+"""The ``hspace`` command line: one subcommand per task, errors as one line naming the fix."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 5,10,20, got {text!r}") from None
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_bench, write_results
+
+    records = run_bench(args.preset, args.steps, args.batch_size, args.model, args.repeats, args.device, args.algorithms)
+    if args.json:
+        path, png = write_results(records, args.json)
+        print(f"wrote {path} and {png}")
+    return 0
+
+
+def cmd_train_dm(args) -> int:
+    from . import presets
+    from .data import load_dataset
+    from .train_dm import DMTrainConfig, DMTrainer
+
+    if args.preset not in presets.DM_PRESETS:
+        raise ValueError(f"unknown model preset {args.preset!r}: choose one of {', '.join(presets.DM_PRESETS)}")
+    flags = presets.DM_PRESETS[args.preset]
+    images, _ = load_dataset(args.data, flags["image_size"], flags["in_channels"], split="train")
+    cfg = DMTrainConfig(flags=flags, batch_size=args.batch_size, lr=args.lr, train_steps=args.steps,
+                        sample_every=args.sample_every, seed=args.seed)  # fmt: skip
+    path = DMTrainer(cfg, args.out, args.device).train(images, resume=args.resume)
+    print(f"EMA weights: {path}  (hspace.load_model({str(path)!r}))")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hspace", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("bench", help="memory, throughput and gradient agreement of the training algorithms")
+    p.add_argument("--preset", default="tiny", help="discovery preset (default: tiny)")
+    p.add_argument("--model", default=None, help="model to train on (default: the preset's architecture, untrained)")
+    p.add_argument("--steps", type=_int_list, default=[5, 10, 20, 40], help="values of M, e.g. 5,10,20,40")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
+    p.add_argument("--repeats", type=int, default=2, help="timed training steps per case")
+    p.add_argument("--algorithms", type=lambda s: s.split(","), default=None, help="default: all")
+    p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    p.add_argument("--json", nargs="?", const="bench.json", default=None, metavar="PATH",
+                   help="write records to PATH (default bench.json) and a plot beside it")  # fmt: skip
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("train-dm", help="train a diffusion model (ADM UNet) on a dataset")
+    p.add_argument("--preset", default="MNIST32-small", help="model architecture preset")
+    p.add_argument("--data", default="mnist", help="'mnist' (shipped), an IDX folder, an .npz or an image folder")
+    p.add_argument("--out", required=True, help="run folder: checkpoints, sample grids, ema.safetensors")
+    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--sample-every", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.set_defaults(func=cmd_train_dm)
+    return parser
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"hspace {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: checkpoints written so far are intact; continue with --resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,31 @@
+"""The command line, run as a user would (in-process through ``main``)."""
+import json
+
+import pytest
+
+from hspace.cli import main
+
+
+def test_bench_writes_records_and_plot(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--preset", "tiny", "--steps", "1,3", "--batch-size", "2", "--repeats", "1", "--json", str(out)]) == 0
+    records = json.loads(out.read_text())
+    assert {(r["algorithm"], r["M"]) for r in records} == {(a, m) for a in ("vanilla", "checkpointed") for m in (1, 3)}
+    for r in records:
+        assert {"algorithm", "M", "batch_size", "peak_mem_mb", "images_per_s", "max_rel_grad_diff"} <= set(r)
+        assert r["max_rel_grad_diff"] <= 1e-5 and r["peak_mem_mb"] > 0 and r["images_per_s"] > 0
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["bench", "--preset", "nope"], "unknown preset 'nope'"),
+        (["bench", "--algorithms", "fast"], "unknown algorithm"),
+        (["train-dm", "--preset", "nope", "--out", "x"], "unknown model preset"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_fix(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
