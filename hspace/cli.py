@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import fields
 
 
 def _int_list(text: str) -> list[int]:
@@ -39,6 +40,30 @@ def cmd_train_dm(args) -> int:
     return 0
 
 
+def cmd_discover(args) -> int:
+    from .config import DiscoveryConfig
+    from .discover import discover
+    from .presets import run_preset
+
+    dm, cfg = run_preset(args.preset)
+    overrides = {f.name: getattr(args, f.name) for f in fields(DiscoveryConfig) if getattr(args, f.name) is not None}
+    cfg = cfg.replace(**overrides)
+    out = args.out or f"runs/{args.preset}"
+    folder = discover(args.model or dm, cfg, out, flags=args.model_flags, resume=args.resume, grid_every=args.grid_every,
+                      checkpoint_every=args.checkpoint_every, device=args.device)  # fmt: skip
+    print(f"run folder: {folder}  (look at it: hspace show {folder})")
+    return 0
+
+
+def add_config_overrides(p: argparse.ArgumentParser) -> None:
+    """One option per DiscoveryConfig field (--K, --t-stop, ...), typed from the dataclass; unset keeps the preset's."""
+    from .config import DiscoveryConfig
+
+    for f in fields(DiscoveryConfig):
+        kind = {"int": int, "float": float, "str": str}[f.type]
+        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=None, help=f"override the preset's {f.name}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hspace", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -55,6 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write records to PATH (default bench.json) and a plot beside it")  # fmt: skip
     p.set_defaults(func=cmd_bench)
 
+    p = sub.add_parser("discover", help="discover K directions in a model's h-space")
+    p.add_argument("--model", default=None, help="'default', a preset, a .safetensors/.pt file or a diffusers folder (default: the preset's)")
+    p.add_argument("--model-flags", default=None, help="JSON of guided-diffusion flags for a .pt checkpoint")
+    p.add_argument("--preset", default="mnist-demo", help="discovery preset: " + ", ".join(_run_presets()))
+    p.add_argument("--out", default=None, help="run folder (default: runs/<preset>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--grid-every", type=int, default=200, help="write a direction grid every N steps (0: never)")
+    p.add_argument("--checkpoint-every", type=int, default=25)
+    p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    add_config_overrides(p)
+    p.set_defaults(func=cmd_discover)
+
     p = sub.add_parser("train-dm", help="train a diffusion model (ADM UNet) on a dataset")
     p.add_argument("--preset", default="MNIST32-small", help="model architecture preset")
     p.add_argument("--data", default="mnist", help="'mnist' (shipped), an IDX folder, an .npz or an image folder")
@@ -68,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.set_defaults(func=cmd_train_dm)
     return parser
+
+
+def _run_presets() -> list[str]:
+    from .presets import RUN_PRESETS
+
+    return list(RUN_PRESETS)
 
 
 def _cuda() -> bool:

@@ -32,11 +32,15 @@ RUN_PRESETS: dict[str, tuple[str, DiscoveryConfig]] = {
     "AFHQ128-400-40-256-2": ("AFHQ128", DiscoveryConfig(K=256, S=2, M=40, t_stop=400, batch_size=64, train_steps=15000,
                                                         reconstructor="resnet18")),
     "tiny": ("tiny", DiscoveryConfig(K=4, S=2, M=5, t_stop=400, batch_size=8, train_steps=20)),
+    # CPU presets on the shipped default MNIST model: the shipped directions, and `make demo` (~10 min on 2 cores).
+    "mnist-cpu": ("default", DiscoveryConfig(K=16, S=5, M=10, t_stop=400, batch_size=32, train_steps=1500)),
+    "mnist-demo": ("default", DiscoveryConfig(K=8, S=5, M=8, t_stop=400, batch_size=16, train_steps=150)),
 }  # fmt: skip
 
-# Models whose weights ship inside the package.
-SHIPPED_MODELS: dict[str, str] = {}
 ASSETS = Path(__file__).parent / "assets"
+# Models and discovery runs that ship inside the package.
+SHIPPED_MODELS: dict[str, str] = {}
+SHIPPED_RUNS: dict[str, Path] = {}
 
 
 def shipped_path(name: str) -> Path:

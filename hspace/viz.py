@@ -34,3 +34,23 @@ def save_grid(x: torch.Tensor, path: str | Path, ncol: int, scale: int = 1) -> P
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
     return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+
+
+@torch.no_grad()
+def direction_sweep(model, directions, timesteps, t_stop: int, k: int, x_T: torch.Tensor, magnitudes) -> torch.Tensor:
+    """Samples for one direction: rows are the seeds of x_T [R x C x H x W], columns the magnitudes.
+
+    Returns [R * len(magnitudes) x C x H x W], row-major. All magnitudes run as one batch per seed row.
+    """
+    from .sampling import sample
+
+    mags = torch.as_tensor(list(magnitudes), dtype=x_T.dtype, device=x_T.device)
+    rows, cols = x_T.shape[0], mags.shape[0]
+    x = x_T.repeat_interleave(cols, dim=0)
+    s = mags.repeat(rows)
+    return sample(model, x, timesteps, directions=directions, edits=[(k, s)], t_stop=t_stop, clip_x0=True)
+
+
+def magnitudes(S: float, n: int = 9) -> list[float]:
+    """n magnitudes evenly from -S to S (n odd puts the unshifted sample in the middle column)."""
+    return [(-S + 2 * S * i / (n - 1)) if n > 1 else 0.0 for i in range(n)]

@@ -1,0 +1,149 @@
+"""``hspace discover``: the training loop around the discovery step, with logs, grids and resumable checkpoints."""
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .artifacts import atomic_write
+from .backends import load_model
+from .config import DiscoveryConfig
+from .run import model_reference, save_parts
+from .train import DiscoveryTrainer
+from .viz import direction_sweep, magnitudes, save_grid
+
+LOG_FIELDS = ["step", "loss_d", "loss_g", "loss_r", "acc", "rca_running", "seconds"]
+# Settings that may change when resuming (how long to train); anything else must match the run.
+RESUMABLE_CHANGES = {"train_steps"}
+
+
+class RunLogger:
+    """CSV always; TensorBoard when the ``tensorboard`` package is installed."""
+
+    def __init__(self, folder: Path, resume_step: int = 0):
+        self.path = folder / "log.csv"
+        if self.path.exists():  # drop rows after the checkpoint we resume from (or all, for a new run)
+            with self.path.open(newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+            with self.path.open("w", newline="") as f:
+                writer = csv.DictWriter(f, LOG_FIELDS)
+                writer.writeheader()
+                writer.writerows(rows)
+        new = not self.path.exists()
+        self.file = self.path.open("a", newline="")
+        self.csv = csv.DictWriter(self.file, LOG_FIELDS)
+        if new:
+            self.csv.writeheader()
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(folder / "tb"))
+        except ImportError:  # optional: pip install tensorboard
+            self.tb = None
+
+    def log(self, row: dict) -> None:
+        self.csv.writerow({k: row[k] for k in LOG_FIELDS})
+        self.file.flush()
+        if self.tb is not None:
+            for k in ("loss_d", "loss_g", "loss_r", "acc", "rca_running"):
+                self.tb.add_scalar(k, row[k], row["step"])
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def overview_grid(trainer: DiscoveryTrainer, path: Path, max_directions: int = 16, seeds: int = 2) -> Path:
+    """Directions as rows (``seeds`` seeds each), 7 magnitudes from -S to S as columns."""
+    g = torch.Generator().manual_seed(0)
+    m = trainer.model
+    x_T = torch.randn(seeds, m.in_channels, m.image_size, m.image_size, generator=g).to(trainer.device)
+    mags = magnitudes(trainer.cfg.S, 7)
+    block = trainer.modules.shift_block.eval()
+    rows = [direction_sweep(m, block, trainer.timesteps, trainer.cfg.t_stop, k, x_T, mags)
+            for k in range(min(trainer.cfg.K, max_directions))]  # fmt: skip
+    block.train()
+    return save_grid(torch.cat(rows), path, ncol=len(mags), scale=2)
+
+
+def save_checkpoint(folder: Path, trainer: DiscoveryTrainer, model_ref: dict, rca: float) -> None:
+    """The trained parts for users, then everything to resume from, each file atomically."""
+    save_parts(folder, trainer.modules, trainer.cfg, model_ref, trainer.step)
+    state = {
+        "step": trainer.step,
+        "config": json.dumps(trainer.cfg.to_dict()),
+        "modules": trainer.modules.state_dict(),
+        "opt_g": trainer.opt_g.state_dict(),
+        "opt_d": trainer.opt_d.state_dict(),
+        "generator": trainer.generator.get_state(),
+        "rca_running": rca,
+    }
+    atomic_write(folder / "checkpoint.pt", lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(folder: Path, trainer: DiscoveryTrainer) -> float:
+    path = folder / "checkpoint.pt"
+    if not path.exists():
+        raise ValueError(f"--resume: {folder} holds no checkpoint.pt; start without --resume")
+    state = torch.load(path, map_location=trainer.device, weights_only=True)
+    saved = json.loads(state["config"])
+    changed = {k for k, v in trainer.cfg.to_dict().items() if saved.get(k) != v} - RESUMABLE_CHANGES
+    if changed:
+        diff = ", ".join(f"{k}: run has {saved.get(k)!r}, now {getattr(trainer.cfg, k)!r}" for k in sorted(changed))
+        raise ValueError(f"--resume with other settings ({diff}): drop those overrides or use a new --out")
+    trainer.modules.load_state_dict(state["modules"])
+    trainer.opt_g.load_state_dict(state["opt_g"])
+    trainer.opt_d.load_state_dict(state["opt_d"])
+    trainer.generator.set_state(state["generator"])
+    trainer.step = state["step"]
+    return state["rca_running"]
+
+
+def discover(
+    model_source: str,
+    cfg: DiscoveryConfig,
+    out: str | Path,
+    flags: dict | str | None = None,
+    resume: bool = False,
+    grid_every: int = 200,
+    checkpoint_every: int = 25,
+    device: str = "cpu",
+    progress: bool = True,
+) -> Path:
+    """Train the shift block, reconstructor and discriminator; everything lands in ``out``."""
+    out = Path(out)
+    if not resume and (out / "checkpoint.pt").exists():
+        raise ValueError(f"{out} already holds a discovery run: pass --resume to continue it, or choose another --out")
+    model = load_model(model_source, flags)
+    trainer = DiscoveryTrainer(model, cfg, device)
+    model_ref = model_reference(model_source, model)
+    out.mkdir(parents=True, exist_ok=True)
+    rca = load_checkpoint(out, trainer) if resume else 0.0
+    logger = RunLogger(out, trainer.step)
+    bar = tqdm(total=cfg.train_steps, initial=trainer.step, desc="discover", disable=not progress)
+    start, last_save = time.monotonic(), time.monotonic()
+    try:
+        while trainer.step < cfg.train_steps:
+            metrics = trainer.train_step()
+            # Running reconstructor accuracy: an exponential average over roughly the last 50 steps.
+            rca = metrics["acc"] if trainer.step == 1 else 0.98 * rca + 0.02 * metrics["acc"]
+            logger.log({**metrics, "step": trainer.step, "rca_running": rca, "seconds": round(time.monotonic() - start, 2)})
+            bar.update(1)
+            bar.set_postfix(L_D=f"{metrics['loss_d']:.3f}", L_G=f"{metrics['loss_g']:.3f}", L_R=f"{metrics['loss_r']:.3f}", RCA=f"{rca:.2f}")
+            done = trainer.step == cfg.train_steps
+            if done or trainer.step % checkpoint_every == 0 or time.monotonic() - last_save > 300:
+                save_checkpoint(out, trainer, model_ref, rca)
+                last_save = time.monotonic()
+            if grid_every and (done or trainer.step % grid_every == 0):
+                overview_grid(trainer, out / "grids" / f"step-{trainer.step:06d}.png")
+    finally:
+        bar.close()
+        logger.close()
+    if trainer.step == 0 or not (out / "shift_block.safetensors").exists():
+        save_checkpoint(out, trainer, model_ref, rca)
+    return out
