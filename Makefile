@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow bench clean
+.PHONY: demo install test test-slow bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -13,6 +13,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+# Discover directions in the shipped MNIST model (~10 min on 2 cores), then draw them.
+demo: $(STAMP)
+	$(BIN)/hspace discover --preset mnist-demo --out runs/demo $$(test -f runs/demo/checkpoint.pt && echo --resume)
+	$(BIN)/hspace show runs/demo --out runs/demo/show
+	@echo
+	@echo "Done. Open runs/demo/show/index.html (one grid per direction: rows are seeds, columns s from -S to S)."
+	@echo "The shipped directions, trained longer: .venv/bin/hspace show default --out show-default"
 
 install: $(STAMP)
 

@@ -55,6 +55,15 @@ def cmd_discover(args) -> int:
     return 0
 
 
+def cmd_show(args) -> int:
+    from .show import show
+
+    out = show(args.run, args.out, args.directions, args.seeds, args.magnitudes, gif=args.gif, device=args.device,
+               scale=args.scale)  # fmt: skip
+    print(f"open {out / 'index.html'}  (grids: {out}/direction-*.png, overview: {out / 'overview.png'})")
+    return 0
+
+
 def add_config_overrides(p: argparse.ArgumentParser) -> None:
     """One option per DiscoveryConfig field (--K, --t-stop, ...), typed from the dataclass; unset keeps the preset's."""
     from .config import DiscoveryConfig
@@ -91,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
     add_config_overrides(p)
     p.set_defaults(func=cmd_discover)
+
+    p = sub.add_parser("show", help="grids, an overview and a web page of a run's directions")
+    p.add_argument("run", help="a run folder made by `hspace discover`, or a shipped run's name (e.g. default)")
+    p.add_argument("--out", default=None, help="output folder (default: <run>/show; ./show-<name> for a shipped run)")
+    p.add_argument("--directions", default=None, help="e.g. 0,3,5 or 0-7 or 0-3,8 (default: all K)")
+    p.add_argument("--seeds", default="0-7", help="one grid row per seed, e.g. 0-7 or 0,3,5 (default: 0-7)")
+    p.add_argument("--magnitudes", default="9", help="a count of columns from -S to S (default 9), "
+                   "or values: --magnitudes=-5,-2.5,0,2.5,5")  # fmt: skip
+    p.add_argument("--gif", action="store_true", help="also an animated GIF per direction, s from -S to S and back")
+    p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    p.add_argument("--scale", type=int, default=None, help="enlarge images N times (default: cells of at least 64 px)")
+    p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("train-dm", help="train a diffusion model (ADM UNet) on a dataset")
     p.add_argument("--preset", default="MNIST32-small", help="model architecture preset")

@@ -39,8 +39,8 @@ RUN_PRESETS: dict[str, tuple[str, DiscoveryConfig]] = {
 
 ASSETS = Path(__file__).parent / "assets"
 # Models and discovery runs that ship inside the package.
-SHIPPED_MODELS: dict[str, str] = {}
-SHIPPED_RUNS: dict[str, Path] = {}
+SHIPPED_MODELS: dict[str, str] = {"default": "default-dm.safetensors"}
+SHIPPED_RUNS: dict[str, Path] = {"default": ASSETS / "default-run"}
 
 
 def shipped_path(name: str) -> Path:

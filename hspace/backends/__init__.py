@@ -42,7 +42,10 @@ def load_model(source, flags: dict | str | None = None) -> HSpaceModel:
         return load_diffusers(source)
     name = str(source)
     if name in presets.SHIPPED_MODELS:
-        return load_model(presets.shipped_path(name))
+        path = presets.shipped_path(name)
+        if not path.exists():
+            raise ValueError(f"the shipped model {name!r} is missing from this install ({path}): reinstall hspace")
+        return load_model(path)
     if name in presets.DM_PRESETS:  # an untrained network of that architecture, eps depending on h
         return build_adm(presets.DM_PRESETS[name], seed=0, fill_zero_init=True)
     path = Path(name)

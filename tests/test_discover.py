@@ -1,0 +1,64 @@
+"""Discovery runs: folders that carry their config, exact resume, clear errors."""
+import json
+
+import pytest
+import torch
+
+from hspace import presets
+from hspace.cli import main
+from hspace.discover import discover
+from hspace.run import load_run
+
+CFG = presets.run_preset("tiny")[1].replace(train_steps=4, batch_size=4, M=3)
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    straight = discover("tiny", CFG, tmp_path / "straight", grid_every=0, progress=False)
+    discover("tiny", CFG.replace(train_steps=2), tmp_path / "split", grid_every=0, checkpoint_every=1, progress=False)
+    split = discover("tiny", CFG, tmp_path / "split", resume=True, grid_every=0, progress=False)
+    a, b = load_run(straight), load_run(split)
+    assert a.step == b.step == 4
+    for (name, p), q in zip(a.shift_block.state_dict().items(), b.shift_block.state_dict().values()):
+        assert torch.equal(p, q), name
+    rows = (tmp_path / "split" / "log.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4"]
+
+
+def test_run_folder_carries_its_config(tmp_path):
+    out = discover("tiny", CFG.replace(train_steps=1), tmp_path / "run", grid_every=1, progress=False)
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["config"]["K"] == CFG.K and meta["model"]["source"] == "tiny" and meta["step"] == 1
+    assert (out / "grids" / "step-000001.png").exists()
+    run = load_run(out)
+    assert run.config == CFG.replace(train_steps=1) and run.timesteps == [666, 333, 0]
+    assert not any(p.requires_grad for p in run.shift_block.parameters())
+
+
+def test_run_from_another_model_is_refused(tmp_path):
+    out = discover("tiny", CFG.replace(train_steps=1), tmp_path / "run", grid_every=0, progress=False)
+    other = presets.DM_PRESETS["tiny"]
+    from hspace.backends import build_adm
+
+    with pytest.raises(ValueError, match="discovered on another model"):
+        load_run(out, model=build_adm(other, seed=5, fill_zero_init=True))
+    with pytest.raises(ValueError, match="not a discovery run"):
+        load_run(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--K", "0"], "K=0"),
+        (["--S", "0"], "S=0"),
+        (["--t-stop", "999"], "t_stop=999"),
+        (["--M", "5000"], "M=5000"),
+        (["--preset", "nope"], "unknown preset"),
+        (["--model", "missing.safetensors"], "no model at"),
+    ],
+)
+def test_bad_discover_input_is_one_line(tmp_path, capsys, extra, message):
+    argv = ["discover", "--preset", "tiny", "--out", str(tmp_path / "r"), "--train-steps", "1", *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r" / "checkpoint.pt").exists()
