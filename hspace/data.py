@@ -233,3 +233,24 @@ def load_dataset(source: str | Path, image_size: int, channels: int,
         raise ValueError(f"unknown data source {str(source)!r}: expected 'mnist', a folder of IDX files "
                          f"(train-images-idx3-ubyte[.gz], ...), an .npz file with an 'images' array, or a folder of images")
     return pad_to(_square(match_channels(x, channels)), image_size), y
+
+
+def load_images(source: str | Path, image_size: int, channels: int) -> torch.Tensor:
+    """Images to edit: one file, a folder of images, or ``mnist:I[,J...]`` for held-out shipped digits."""
+    text = str(source)
+    if text.startswith("mnist:"):
+        x, _ = load_mnist("heldout", image_size)
+        try:
+            idx = [int(i) for i in text[len("mnist:"):].split(",")]
+        except ValueError:
+            raise ValueError(f"{text!r}: write mnist:3 or mnist:3,17 (indices of held-out digits, 0..{len(x) - 1})") from None
+        if any(not 0 <= i < len(x) for i in idx):
+            raise ValueError(f"{text!r}: held-out digit indices run 0..{len(x) - 1}")
+        return match_channels(x[idx], channels)
+    path = Path(source)
+    if path.is_dir():
+        return load_image_folder(path, image_size, channels)
+    if not path.exists():
+        raise ValueError(f"no image at {path}: give an image file, a folder of images or mnist:INDEX")
+    arr = _read_image(path, image_size, "L" if channels == 1 else "RGB")[None]
+    return to_model_range(arr if channels == 1 else arr.transpose(0, 3, 1, 2))

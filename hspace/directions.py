@@ -48,8 +48,11 @@ class ShiftBlock(nn.Module):
 
     def delta(self, h: torch.Tensor, emb: torch.Tensor, edits: Sequence[tuple]) -> torch.Tensor:
         """Delta h = sum_i s_i f_t(h, k_i) for edits ``[(k, s), ...]``, k and s scalars or per sample [N]."""
-        weight, bias = self.combine(edits, h.shape[0], h.device)
-        z = self.features(h, emb)
+        return self.apply_directions(self.features(h, emb), edits)
+
+    def apply_directions(self, z: torch.Tensor, edits: Sequence[tuple]) -> torch.Tensor:
+        """The output convs on shared features z [N x C x h x w]: sum_i s_i (W[k_i] z + b[k_i])."""
+        weight, bias = self.combine(edits, z.shape[0], z.device)
         return torch.einsum("nij,njhw->nihw", weight.to(z.dtype), z) + bias.to(z.dtype)[..., None, None]
 
     def shift(self, h: torch.Tensor, state: EncoderState, edits: Sequence[tuple]) -> torch.Tensor:

@@ -1,0 +1,63 @@
+"""Editing: labels, inversion + edits, exported global directions."""
+import pytest
+import torch
+
+from hspace import presets, sample
+from hspace.discover import discover
+from hspace.edit import edit_images, parse_edit, read_labels, write_label
+from hspace.export import export_directions, load_directions, mean_shifts
+from hspace.run import load_run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    cfg = presets.run_preset("tiny")[1].replace(train_steps=2, batch_size=4, M=4, t_stop=300)
+    folder = discover("tiny", cfg, tmp_path_factory.mktemp("run"), grid_every=0, progress=False)
+    r = load_run(folder)
+    with torch.no_grad():  # trained directions are non-zero; two steps barely move them
+        r.shift_block.out_weight.normal_(0, 0.05, generator=torch.Generator().manual_seed(0))
+    return r
+
+
+def test_labels_name_directions(run):
+    write_label(run.folder, 1, "thickness", run.config.K)
+    assert read_labels(run.folder) == {1: "thickness"}
+    assert parse_edit("thickness:-2", read_labels(run.folder), run.config.K) == (1, -2.0)
+    assert parse_edit("3:2.5", {}, run.config.K) == (3, 2.5)
+    with pytest.raises(ValueError, match="already names direction 1"):
+        write_label(run.folder, 2, "thickness", run.config.K)
+    with pytest.raises(ValueError, match="out of range"):
+        parse_edit("9:1", {}, run.config.K)
+    with pytest.raises(ValueError, match="unknown direction 'slant'"):
+        parse_edit("slant:1", {}, run.config.K)
+    with pytest.raises(ValueError, match="DIRECTION:MAGNITUDE"):
+        parse_edit("3", {}, run.config.K)
+
+
+def test_edit_reconstructs_and_edits(run):
+    x0 = sample(run.model, torch.randn(2, 1, 16, 16), run.timesteps)  # images the model can reach
+    res = edit_images(run, x0.clamp(-1, 1), [(0, 2.0), (1, -1.0)], steps=20)
+    assert res.reconstruction.shape == x0.shape and res.edited.shape == x0.shape
+    assert set(res.reconstruction_error()) == {"mae", "mse", "psnr_db"}
+    assert (res.edited - res.reconstruction).abs().max() > 1e-3  # the edit changes the image
+    none = edit_images(run, x0.clamp(-1, 1), [(0, 0.0)], steps=20)
+    assert torch.equal(none.edited, none.reconstruction)  # s = 0: plain DDIM exactly
+    with pytest.raises(ValueError, match="the model takes"):
+        edit_images(run, torch.zeros(1, 3, 16, 16), [])
+
+
+def test_exported_directions_round_trip_and_edit(run, tmp_path):
+    path = export_directions(run, tmp_path / "dirs.safetensors", num_samples=3)
+    dirs = load_directions(path)
+    shifted = [t for t in run.timesteps if t >= run.config.t_stop]
+    assert dirs.per_step.shape[:2] == (run.config.K, len(shifted)) and dirs.timesteps == shifted
+    torch.testing.assert_close(dirs.per_step, mean_shifts(run, 3))
+    x_T = torch.randn(2, 1, 16, 16)
+    plain = sample(run.model, x_T, run.timesteps)
+    # The per-timestep mean edit tracks the shift block's own edit (both shift h by a similar amount).
+    block = sample(run.model, x_T, run.timesteps, directions=run.shift_block, edits=[(2, 1.5)], t_stop=run.config.t_stop)
+    mean_t = sample(run.model, x_T, run.timesteps, directions=dirs.using(per_timestep=True), edits=[(2, 1.5)], t_stop=run.config.t_stop)
+    glob = sample(run.model, x_T, run.timesteps, directions=dirs, edits=[(2, 1.5)], t_stop=run.config.t_stop)
+    for edited in (mean_t, glob):
+        assert (edited - plain).abs().mean() > 0
+    assert (mean_t - block).abs().mean() < (block - plain).abs().mean()
