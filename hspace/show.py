@@ -166,7 +166,7 @@ def read_labels(folder: Path) -> dict[int, str]:
     try:
         return {int(k): str(v) for k, v in json.loads(path.read_text()).items()}
     except (ValueError, AttributeError) as e:
-        raise ValueError(f"{path} is not a JSON object of direction names like {{\"3\": \"thickness\"}} ({e})") from None
+        raise ValueError(f"{path} should map direction indices to names, like {{\"3\": \"thick\"}} ({e})") from None
 
 
 def render_index(title: str, info: dict, entries: Sequence[tuple[int, str | None, str, str | None]],
@@ -212,10 +212,13 @@ def show(run_ref: str | Path, out: str | Path | None = None, directions: str | S
         raise ValueError(f"--scale {scale}: give a whole number >= 1")
     run = load_run(run_ref, device=device)
     cfg, m = run.config, run.model
-    ks = range(cfg.K) if directions is None else parse_indices(directions) if isinstance(directions, str) else directions
-    ks = check_directions(list(ks), cfg.K)
+    if isinstance(directions, str):
+        directions = parse_indices(directions)
+    ks = check_directions(list(range(cfg.K) if directions is None else directions), cfg.K)
     # A list becomes text for the command on the page; a lone value keeps a comma so it is not read as a count.
-    mag_text = mags.strip() if isinstance(mags, str) else ",".join(f"{float(s):.10g}" for s in mags) + "," * (len(mags) == 1)
+    if not isinstance(mags, str):
+        mags = ",".join(f"{float(s):.10g}" for s in mags) + "," * (len(mags) == 1)
+    mag_text = mags.strip()
     mags = parse_magnitudes(mag_text, cfg.S)
     scale = scale or max(1, math.ceil(MIN_CELL / m.image_size))
     shipped = str(run_ref) in presets.SHIPPED_RUNS
