@@ -64,6 +64,37 @@ def cmd_show(args) -> int:
     return 0
 
 
+def cmd_edit(args) -> int:
+    from .edit import edit_command
+
+    out, report = edit_command(args.run, args.image, args.edit, args.sweep, args.out, args.steps, global_directions=args.global_directions,
+                               device=args.device)  # fmt: skip
+    err = report["reconstruction_error"]
+    print(f"inversion ({args.steps} DDIM steps) reconstruction error: MAE {err['mae']:.4f}, MSE {err['mse']:.5f}, PSNR {err['psnr_db']:.1f} dB")
+    print(f"wrote {', '.join(report['files'])} and report.json in {out}")
+    return 0
+
+
+def cmd_label(args) -> int:
+    from .edit import write_label
+    from .run import load_run
+
+    run = load_run(args.run)
+    path = write_label(run.folder, args.k, args.name, run.config.K)
+    print(f"direction {args.k} is now {args.name!r} ({path})")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_directions
+    from .run import load_run
+
+    run = load_run(args.run, device=args.device)
+    path = export_directions(run, args.out or run.folder / "global_directions.safetensors", args.num_samples, args.seed)
+    print(f"wrote {path}: per-timestep mean shifts and their time-invariant mean for K={run.config.K} directions")
+    return 0
+
+
 def add_config_overrides(p: argparse.ArgumentParser) -> None:
     """One option per DiscoveryConfig field (--K, --t-stop, ...), typed from the dataclass; unset keeps the preset's."""
     from .config import DiscoveryConfig
@@ -112,6 +143,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
     p.add_argument("--scale", type=int, default=None, help="enlarge images N times (default: cells of at least 64 px)")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("edit", help="edit real images: DDIM inversion, then the run's directions")
+    p.add_argument("run", help="a run folder or shipped run name")
+    p.add_argument("--image", required=True, help="an image file, a folder of images, or mnist:INDEX (held-out digits)")
+    p.add_argument("--edit", action="append", default=[], metavar="K:S", help="direction (index or label) and magnitude; repeat to combine")
+    p.add_argument("--sweep", action="append", default=[], metavar="K", help="a row of s from -S to S for this direction")
+    p.add_argument("--steps", type=int, default=100, help="DDIM steps for inversion and editing (paper: 100)")
+    p.add_argument("--global-directions", default=None, metavar="PATH", help="use exported directions (hspace export) instead of the shift block")
+    p.add_argument("--out", default=None, help="output folder (default: edits/<image name>)")
+    p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    p.set_defaults(func=cmd_edit)
+
+    p = sub.add_parser("label", help="name a direction, so that --edit NAME:S works")
+    p.add_argument("run")
+    p.add_argument("k", type=int)
+    p.add_argument("name")
+    p.set_defaults(func=cmd_label)
+
+    p = sub.add_parser("export", help="write time-invariant global directions usable without the shift block")
+    p.add_argument("run")
+    p.add_argument("--out", default=None, help="default: <run>/global_directions.safetensors")
+    p.add_argument("--num-samples", type=int, default=20, help="samples averaged per direction (paper: 20)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("train-dm", help="train a diffusion model (ADM UNet) on a dataset")
     p.add_argument("--preset", default="MNIST32-small", help="model architecture preset")

@@ -89,3 +89,39 @@ def edit_images(run: Run, images: torch.Tensor, edits: list[tuple[int, float]], 
     if edits:
         edited = sample(model, x_T, ts, directions=directions or run.shift_block, edits=edits, t_stop=run.config.t_stop, progress=True)
     return EditResult(images, x_T, recon, edited)
+
+
+def edit_command(run_ref: str, image: str, edits: list[str], sweeps: list[str], out: str | None, steps: int = 100,
+                 num_magnitudes: int = 9, global_directions: str | None = None, device: str = "cpu") -> tuple[Path, dict]:  # fmt: skip
+    """``hspace edit``: inversion, reconstruction and its error, edited images and sweeps, as PNGs + report.json."""
+    from .data import load_images
+    from .export import load_directions
+    from .run import load_run
+    from .viz import magnitudes, save_grid
+
+    run = load_run(run_ref, device=device)
+    labels = read_labels(run.folder)
+    K = run.config.K
+    parsed = [parse_edit(e, labels, K) for e in edits]
+    sweep_ks = [resolve_direction(s, labels, K) for s in sweeps]
+    images = load_images(image, run.model.image_size, run.model.in_channels).to(device)
+    directions = load_directions(global_directions) if global_directions else None
+    out_dir = Path(out or f"edits/{Path(image).stem if ':' not in image else image.replace(':', '-').replace(',', '_')}")
+    res = edit_images(run, images, parsed, steps, directions)
+    save = lambda x, name, ncol=None: save_grid(x, out_dir / name, ncol=ncol or x.shape[0], scale=4)  # noqa: E731
+    save(images, "input.png")
+    save(res.reconstruction, "reconstruction.png")
+    report = {"image": image, "run": str(run.folder), "inversion_steps": steps, "edits": parsed,
+              "reconstruction_error": res.reconstruction_error(), "files": ["input.png", "reconstruction.png"]}  # fmt: skip
+    if res.edited is not None:
+        report["files"].append(str(save(res.edited.clamp(-1, 1), "edited.png").name))
+    ts = uniform_timesteps(steps, run.model.num_train_steps)
+    for k in sweep_ks:
+        mags = magnitudes(run.config.S, num_magnitudes)
+        x = res.x_T.repeat_interleave(len(mags), dim=0)
+        s = torch.tensor(mags, device=x.device).repeat(res.x_T.shape[0])
+        swept = sample(run.model, x, ts, directions=directions or run.shift_block, edits=[(k, s)], t_stop=run.config.t_stop, clip_x0=True)
+        report["files"].append(str(save(swept, f"sweep-{k:03d}.png", ncol=len(mags)).name))
+    text = json.dumps(report, indent=2)
+    atomic_write(out_dir / "report.json", lambda tmp: Path(tmp).write_text(text))
+    return out_dir, report

@@ -61,3 +61,22 @@ def test_exported_directions_round_trip_and_edit(run, tmp_path):
     for edited in (mean_t, glob):
         assert (edited - plain).abs().mean() > 0
     assert (mean_t - block).abs().mean() < (block - plain).abs().mean()
+
+
+def test_cli_label_export_edit(run, tmp_path, capsys):
+    import json
+
+    from hspace.cli import main
+
+    folder = str(run.folder)
+    assert main(["label", folder, "2", "slant"]) == 0
+    assert main(["export", folder, "--out", str(tmp_path / "g.safetensors"), "--num-samples", "2"]) == 0
+    out = tmp_path / "edit"
+    argv = ["edit", folder, "--image", "mnist:0,5", "--edit", "slant:1.5", "--sweep", "slant", "--steps", "10", "--out", str(out)]
+    assert main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["edits"] == [[2, 1.5]] and report["reconstruction_error"]["mae"] >= 0
+    assert {"input.png", "reconstruction.png", "edited.png", "sweep-002.png"} <= {p.name for p in out.iterdir()}
+    assert main([*argv[:-1], str(tmp_path / "edit2"), "--global-directions", str(tmp_path / "g.safetensors")]) == 0
+    assert main(["edit", folder, "--image", "mnist:99999", "--steps", "2"]) == 2
+    assert "held-out digit indices" in capsys.readouterr().err
