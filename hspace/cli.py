@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import fields
 
@@ -95,6 +94,25 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_mos(args) -> int:
+    from .mos import build_mos_page, format_scores, score_marks
+
+    if args.score:
+        print(format_scores(score_marks(args.score)))
+        return 0
+    if not args.run:
+        raise ValueError("give a run to build the study page (hspace mos RUN), or --score MARKS.json ... to score marks")
+    from .run import load_run
+    from .show import parse_indices
+
+    run = load_run(args.run, device=args.device)
+    directions = parse_indices(args.directions) if args.directions else None
+    out = args.out or (run.folder / "mos.html" if args.run != "default" else "mos-default.html")
+    path = build_mos_page(run, out, directions=directions)
+    print(f"open {path} in a browser, mark each direction, press 'Save marks'; then: hspace mos --score mos-*.json")
+    return 0
+
+
 def add_config_overrides(p: argparse.ArgumentParser) -> None:
     """One option per DiscoveryConfig field (--K, --t-stop, ...), typed from the dataclass; unset keeps the preset's."""
     from .config import DiscoveryConfig
@@ -168,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("mos", help="the paper's MOS study: a page to mark directions, and scoring of the marks")
+    p.add_argument("run", nargs="?", help="a run folder or shipped run name")
+    p.add_argument("--out", default=None, help="the page (default: <run>/mos.html)")
+    p.add_argument("--directions", default=None, help="e.g. 0-15 (default: all)")
+    p.add_argument("--score", nargs="+", metavar="MARKS", help="marks files saved from the page: print MOS per direction and overall")
+    p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    p.set_defaults(func=cmd_mos)
 
     p = sub.add_parser("train-dm", help="train a diffusion model (ADM UNet) on a dataset")
     p.add_argument("--preset", default="MNIST32-small", help="model architecture preset")

@@ -16,8 +16,14 @@ LABELS = "labels.json"
 
 
 def read_labels(folder: Path) -> dict[int, str]:
+    """Names of directions from ``labels.json`` ({"k": "name"}) in the run folder, if there is one."""
     path = Path(folder) / LABELS
-    return {int(k): v for k, v in json.loads(path.read_text()).items()} if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        return {int(k): str(v) for k, v in json.loads(path.read_text()).items()}
+    except (ValueError, AttributeError) as e:
+        raise ValueError(f"{path} should map direction indices to names, like {{\"3\": \"thick\"}} ({e})") from None
 
 
 def write_label(folder: Path, k: int, name: str, K: int) -> Path:

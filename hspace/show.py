@@ -16,7 +16,8 @@ from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
 from .artifacts import atomic_write
-from .viz import direction_sweep, magnitudes as even_magnitudes, to_uint8
+from .edit import read_labels
+from .viz import direction_sweep, magnitudes as even_magnitudes, seed_noise, to_uint8
 
 PAD, HEADER, LABEL = 4, 14, 32  # px: gap between cells, magnitude header row, direction label column
 MARK = (230, 110, 0)  # frame and header colour of the unshifted (s = 0) column
@@ -75,11 +76,6 @@ def check_directions(ks: Sequence[int], K: int) -> list[int]:
         if not 0 <= k < K:
             raise ValueError(f"direction {k} out of range: this run has K={K} directions (0..{K - 1})")
     return list(ks)
-
-
-def seed_noise(seeds: Sequence[int], channels: int, size: int) -> torch.Tensor:
-    """x_T [R x C x H x W], row i from its own generator seeded ``seeds[i]``: independent of the batch."""
-    return torch.stack([torch.randn(channels, size, size, generator=torch.Generator().manual_seed(s)) for s in seeds])
 
 
 @torch.no_grad()
@@ -156,17 +152,6 @@ def save_gif(cells: np.ndarray, scale: int, mags: Sequence[float], path: Path, m
     frames = [compose(cells[:, q : q + 1], scale, [mags[q]]) for q in order]
     return atomic_write(path, lambda tmp: frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
                                                          duration=ms, loop=0))  # fmt: skip
-
-
-def read_labels(folder: Path) -> dict[int, str]:
-    """Names of directions from ``labels.json`` ({"k": "name"}) in the run folder, if there is one."""
-    path = folder / "labels.json"
-    if not path.exists():
-        return {}
-    try:
-        return {int(k): str(v) for k, v in json.loads(path.read_text()).items()}
-    except (ValueError, AttributeError) as e:
-        raise ValueError(f"{path} should map direction indices to names, like {{\"3\": \"thick\"}} ({e})") from None
 
 
 def render_index(title: str, info: dict, entries: Sequence[tuple[int, str | None, str, str | None]],

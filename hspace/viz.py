@@ -1,6 +1,7 @@
 """Images to files: grids as PNG."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,11 @@ def save_grid(x: torch.Tensor, path: str | Path, ncol: int, scale: int = 1) -> P
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
     return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+
+
+def seed_noise(seeds: Sequence[int], channels: int, size: int) -> torch.Tensor:
+    """x_T [R x C x H x W], row i from its own generator seeded ``seeds[i]``: independent of the batch."""
+    return torch.stack([torch.randn(channels, size, size, generator=torch.Generator().manual_seed(s)) for s in seeds])
 
 
 @torch.no_grad()
