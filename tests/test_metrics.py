@@ -1,0 +1,45 @@
+"""Metrics: FID against torchmetrics, per-class accuracy, edit agreement, the interpretability proxy."""
+import pytest
+import torch
+
+from hspace.metrics import accuracy_per_class, edit_agreement, frechet_distance, interpretability_proxy
+
+
+def test_frechet_distance_matches_torchmetrics():
+    tm = pytest.importorskip("torchmetrics.image.fid")
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(300, 8, generator=g)
+    fake = torch.randn(300, 8, generator=g) * 1.3 + 0.2
+
+    class Identity(torch.nn.Module):  # images are already the features
+        def forward(self, x):
+            return x.flatten(1)
+
+    fid = tm.FrechetInceptionDistance(feature=Identity(), input_img_size=(8,), normalize=True)
+    fid.update(real, real=True)
+    fid.update(fake, real=False)
+    assert frechet_distance(real, fake) == pytest.approx(float(fid.compute()), rel=1e-4)
+    assert frechet_distance(real, real) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_accuracy_per_class_and_confusion():
+    per, conf = accuracy_per_class(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2]), 4)
+    assert per[:3].tolist() == [1.0, 1.0, 0.5] and torch.isnan(per[3])
+    assert conf[2].tolist() == [0, 1, 1, 0] and conf.sum() == 4
+
+
+def test_edit_agreement():
+    plain, ref = torch.zeros(2, 1, 4, 4), torch.ones(2, 1, 4, 4)
+    assert edit_agreement(ref, ref, plain) == 0.0
+    assert edit_agreement(ref, plain, plain) == pytest.approx(1.0)
+
+
+def test_proxy_prefers_consistent_linear_edits():
+    mags = torch.linspace(-2, 2, 5)
+    base = torch.randn(4, 1, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    direction = torch.randn(1, 1, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    linear = base + mags[None, :, None, None, None] * direction
+    noisy = base + torch.randn(4, 5, 1, 8, 8, generator=torch.Generator().manual_seed(3)) * (mags.abs()[None, :, None, None, None] > 0)
+    good, bad = interpretability_proxy(linear, mags), interpretability_proxy(noisy, mags)
+    assert good["consistency"] > 0.99 and good["smoothness"] > 0.99
+    assert bad["score"] < 0.5 * good["score"]
