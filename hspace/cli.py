@@ -113,6 +113,27 @@ def cmd_mos(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from pathlib import Path
+
+    from .artifacts import atomic_write
+    from .evaluate import evaluate, to_json
+    from .run import load_run
+
+    run = load_run(args.run, device=args.device)
+    out = Path(args.out or (run.folder / "eval" if args.run != "default" else "eval-default"))
+    r = evaluate(run, out, args.num_pairs, args.features, args.real, args.seed)
+    print(f"RCA {r['rca']:.3f} ({r['num_pairs']} pairs), shift MAE {r['shift_mae']:.3f}, FID raw {r['fid_raw']:.2f} / "
+          f"shifted {r['fid_shifted']:.2f}, L_G {r['lg_mean'] if r['lg_mean'] is None else round(r['lg_mean'], 3)}; "
+          f"{r['seconds']} s")  # fmt: skip
+    if args.json:
+        text = to_json(r)
+        atomic_write(args.json, lambda tmp: Path(tmp).write_text(text))
+        print(f"wrote {args.json}")
+    print(f"report: {out / 'report.md'}")
+    return 0
+
+
 def add_config_overrides(p: argparse.ArgumentParser) -> None:
     """One option per DiscoveryConfig field (--K, --t-stop, ...), typed from the dataclass; unset keeps the preset's."""
     from .config import DiscoveryConfig
@@ -194,6 +215,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score", nargs="+", metavar="MARKS", help="marks files saved from the page: print MOS per direction and overall")
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
     p.set_defaults(func=cmd_mos)
+
+    p = sub.add_parser("evaluate", help="RCA, FID, L_G, h-space properties and a ranking of the directions")
+    p.add_argument("run", help="a run folder or shipped run name")
+    p.add_argument("--num-pairs", type=int, default=5000, help="(x_T, k, s) draws for RCA and FID (paper: 5000)")
+    p.add_argument("--features", default=None, metavar="MODULE:ATTR", help="FID feature extractor (default: the shipped MNIST classifier)")
+    p.add_argument("--real", default="mnist", help="real images for FID: 'mnist' (held-out split), an image folder, IDX or .npz")
+    p.add_argument("--out", default=None, help="report folder (default: <run>/eval)")
+    p.add_argument("--json", nargs="?", const="eval.json", default=None, metavar="PATH", help="also write the figures as JSON")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("train-dm", help="train a diffusion model (ADM UNet) on a dataset")
     p.add_argument("--preset", default="MNIST32-small", help="model architecture preset")

@@ -1,0 +1,215 @@
+"""``hspace evaluate``: the paper's section 5 on a run — RCA, FID, L_G, h-space properties, a ranking proxy."""
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .artifacts import atomic_write
+from .config import DiscoveryConfig
+from .export import GlobalDirections, mean_shifts
+from .metrics import accuracy_per_class, edit_agreement, frechet_distance, interpretability_proxy
+from .nets import build_reconstructor
+from .run import Run
+from .sampling import sample
+from .train import run_chains
+from .viz import magnitudes, seed_noise
+
+LOG_2 = 0.6931471805599453
+
+
+def load_feature_extractor(spec: str | None, in_channels: int):
+    """``None``: the shipped MNIST classifier's features; ``MODULE:ATTR``: a user's nn.Module (or a factory)."""
+    if spec is None:
+        from .classifier import load_classifier
+
+        clf = load_classifier()
+        return clf.features
+    import importlib
+
+    module, _, attr = spec.partition(":")
+    if not attr:
+        raise ValueError(f"--features {spec!r}: write MODULE:ATTR, e.g. mypkg.nets:feature_net")
+    obj = getattr(importlib.import_module(module), attr)
+    if isinstance(obj, type) or (callable(obj) and not isinstance(obj, torch.nn.Module)):
+        obj = obj()
+    if not isinstance(obj, torch.nn.Module):
+        raise ValueError(f"--features {spec!r} is not a torch.nn.Module (or a function returning one)")
+    return obj.eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def reconstructor_accuracy(run: Run, num_pairs: int, batch_size: int = 100, seed: int = 0, features=None, progress=True) -> dict:
+    """RCA over ``num_pairs`` (x_T, k, s) draws; with ``features``, also the features of raw and shifted samples."""
+    cfg = run.config
+    recon = run.load_part("reconstructor", build_reconstructor(cfg.reconstructor, run.model.in_channels, cfg.K))
+    recon = recon.to(next(run.shift_block.parameters()).device).eval()
+    device = next(run.shift_block.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+    ks, preds, shift_err, f_raw, f_shift = [], [], [], [], []
+    m = run.model
+    for start in tqdm(range(0, num_pairs, batch_size), desc="RCA", disable=not progress):
+        n = min(batch_size, num_pairs - start)
+        x_T = torch.randn(n, m.in_channels, m.image_size, m.image_size, generator=g).to(device)
+        k = torch.randint(0, cfg.K, (n,), generator=g).to(device)
+        s = ((torch.rand(n, generator=g) * 2 - 1) * cfg.S).to(device)
+        chains = run_chains(m, run.shift_block, x_T, [(k, s)], run.timesteps, cfg.t_stop, kept_steps=0)
+        logits, shift = recon(chains.x0_real, chains.x0_shift)
+        ks.append(k.cpu())
+        preds.append(logits.argmax(1).cpu())
+        shift_err.append((shift - s).abs().cpu())
+        if features is not None:
+            f_raw.append(features(chains.x0_real.clamp(-1, 1)).cpu())
+            f_shift.append(features(chains.x0_shift.clamp(-1, 1)).cpu())
+    k, pred = torch.cat(ks), torch.cat(preds)
+    per, confusion = accuracy_per_class(pred, k, cfg.K)
+    out = {"rca": float((pred == k).double().mean()), "rca_per_direction": [None if v != v else float(v) for v in per.tolist()],
+           "shift_mae": float(torch.cat(shift_err).mean()), "confusion": confusion.tolist(), "num_pairs": num_pairs}  # fmt: skip
+    if features is not None:
+        out["features_raw"], out["features_shifted"] = torch.cat(f_raw), torch.cat(f_shift)
+    return out
+
+
+def lg_from_log(folder: Path) -> dict:
+    """L_G over training from ``log.csv``: mean and spread (the paper: it stays near -log 0.5 = 0.693)."""
+    path = folder / "log.csv"
+    if not path.exists():
+        return {"lg_mean": None, "lg_std": None, "lg_curve": []}
+    with path.open(newline="") as f:
+        rows = [(int(r["step"]), float(r["loss_g"])) for r in csv.DictReader(f)]
+    values = torch.tensor([v for _, v in rows], dtype=torch.float64)
+    return {"lg_mean": float(values.mean()), "lg_std": float(values.std()) if len(values) > 1 else 0.0, "lg_curve": rows}
+
+
+@torch.no_grad()
+def hspace_properties(run: Run, directions: list[int], num_seeds: int = 8, num_mean_samples: int = 20) -> dict:
+    """Paper 5.4: edits with the per-sample shift f_t(h_t, k), the mean over 20 samples per timestep, and the
+    time-invariant global direction; agreement = |edit - per-sample edit| / |per-sample edit - plain| (0 is perfect)."""
+    m, cfg = run.model, run.config
+    device = next(run.shift_block.parameters()).device
+    per_step = mean_shifts(run, num_mean_samples, seed=1, directions=directions)
+    shifted_ts = [t for t in run.timesteps if t >= cfg.t_stop]
+    x_T = seed_noise(range(1000, 1000 + num_seeds), m.in_channels, m.image_size).to(device)
+    plain = sample(m, x_T, run.timesteps)
+    rows = {}
+    for i, k in enumerate(directions):
+        table = GlobalDirections(per_step[i : i + 1], shifted_ts)
+        edits_block, edits_table = [(k, cfg.S)], [(0, cfg.S)]
+        ref = sample(m, x_T, run.timesteps, directions=run.shift_block, edits=edits_block, t_stop=cfg.t_stop)
+        mean_t = sample(m, x_T, run.timesteps, directions=table.using(per_timestep=True), edits=edits_table, t_stop=cfg.t_stop)
+        glob = sample(m, x_T, run.timesteps, directions=table, edits=edits_table, t_stop=cfg.t_stop)
+        rows[k] = {"mean_vs_per_sample": edit_agreement(ref, mean_t, plain), "global_vs_per_sample": edit_agreement(ref, glob, plain)}
+    return rows
+
+
+@torch.no_grad()
+def rank_directions(run: Run, directions: list[int], num_seeds: int = 8, num_magnitudes: int = 7) -> dict:
+    """The interpretability proxy per direction (see ``metrics.interpretability_proxy``)."""
+    from .viz import direction_sweep
+
+    m, cfg = run.model, run.config
+    device = next(run.shift_block.parameters()).device
+    x_T = seed_noise(range(num_seeds), m.in_channels, m.image_size).to(device)
+    mags = magnitudes(cfg.S, num_magnitudes)
+    out = {}
+    for k in tqdm(directions, desc="proxy", leave=False):
+        x = direction_sweep(m, run.shift_block, run.timesteps, cfg.t_stop, k, x_T, mags)
+        out[k] = interpretability_proxy(x.view(num_seeds, len(mags), *x.shape[1:]), torch.tensor(mags))
+    return out
+
+
+def evaluate(run: Run, out: Path, num_pairs: int = 5000, features: str | None = None, real_source: str = "mnist",
+             seed: int = 0, progress: bool = True) -> dict:  # fmt: skip
+    """Every measure, ``report.md`` and its plots in ``out``; returns the JSON-able results."""
+    from .data import load_dataset
+
+    start = time.monotonic()
+    out.mkdir(parents=True, exist_ok=True)
+    m = run.model
+    device = next(run.shift_block.parameters()).device
+    extractor = load_feature_extractor(features, m.in_channels)
+    rca = reconstructor_accuracy(run, num_pairs, seed=seed, features=extractor, progress=progress)
+    real, _ = load_dataset(real_source, m.image_size, m.in_channels, split="heldout")
+    with torch.no_grad():
+        f_real = torch.cat([extractor(real[i : i + 500].to(device)).cpu() for i in range(0, len(real), 500)])
+    result = {k: v for k, v in rca.items() if not k.startswith("features")}
+    result["fid_raw"] = frechet_distance(f_real, rca["features_raw"])
+    result["fid_shifted"] = frechet_distance(f_real, rca["features_shifted"])
+    result["fid_real_count"] = len(real)
+    result.update({k: v for k, v in lg_from_log(run.folder).items()})
+    ks = list(range(run.config.K))
+    result["hspace_properties"] = hspace_properties(run, ks)
+    result["proxy"] = rank_directions(run, ks)
+    result["ranking"] = sorted(ks, key=lambda k: -result["proxy"][k]["score"])
+    result["seconds"] = round(time.monotonic() - start, 1)
+    write_report(run, result, out)
+    return result
+
+
+def write_report(run: Run, r: dict, out: Path) -> Path:
+    """``report.md`` with plots (confusion matrix, per-direction RCA, L_G against 0.693)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def savefig(fig, name):
+        atomic_write(out / name, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+        plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    conf = torch.tensor(r["confusion"], dtype=torch.float64)
+    ax.imshow((conf / conf.sum(1, keepdim=True).clamp(min=1)).numpy(), cmap="viridis", vmin=0, vmax=1)
+    ax.set(xlabel="predicted direction", ylabel="true direction", title=f"RCA {r['rca']:.3f} over {r['num_pairs']} pairs")
+    savefig(fig, "confusion.png")
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.bar(range(len(r["rca_per_direction"])), [v or 0 for v in r["rca_per_direction"]])
+    ax.set(xlabel="direction k", ylabel="accuracy", ylim=(0, 1), title="RCA per direction")
+    savefig(fig, "rca_per_direction.png")
+    if r["lg_curve"]:
+        fig, ax = plt.subplots(figsize=(7, 3))
+        steps, values = zip(*r["lg_curve"])
+        ax.plot(steps, values, lw=0.8, label="L_G")
+        ax.axhline(LOG_2, color="k", ls="--", lw=1, label="-log 0.5 = 0.693")
+        ax.set(xlabel="training step", ylabel="L_G", title="generator loss over training")
+        ax.legend()
+        savefig(fig, "lg.png")
+    cfg: DiscoveryConfig = run.config
+    hp = r["hspace_properties"]
+    mean_agree = sum(v["mean_vs_per_sample"] for v in hp.values()) / len(hp)
+    glob_agree = sum(v["global_vs_per_sample"] for v in hp.values()) / len(hp)
+    lines = [
+        f"# Evaluation of `{run.folder}`", "",
+        f"K={cfg.K}, S={cfg.S}, M={cfg.M}, t_stop={cfg.t_stop}, trained {run.step} steps at batch {cfg.batch_size}. "
+        f"Evaluated in {r['seconds']} s.", "",
+        "| measure | value | paper (MNIST) |", "|---|---|---|",
+        f"| RCA ({r['num_pairs']} pairs) | {r['rca']:.3f} | 0.77 |",
+        f"| shift MAE | {r['shift_mae']:.3f} | - |",
+        f"| FID raw / shifted (vs {r['fid_real_count']} held-out digits, classifier features) | {r['fid_raw']:.2f} / {r['fid_shifted']:.2f} | - |",
+        f"| L_G mean ± std over training | {r['lg_mean']:.3f} ± {r['lg_std']:.3f} | ~0.693 |" if r["lg_mean"] is not None else "| L_G | no log | ~0.693 |",
+        f"| h-space: mean-over-20 vs per-sample edit | {mean_agree:.3f} | small |",
+        f"| h-space: global vs per-sample edit | {glob_agree:.3f} | small |", "",
+        "![confusion](confusion.png) ![per direction](rca_per_direction.png)", "",
+        "![L_G](lg.png)" if r["lg_curve"] else "", "",
+        "## Directions ranked by the interpretability proxy", "",
+        "consistency: how alike the image change is across 8 seeds; smoothness: how linearly it grows with |s|; "
+        "score = consistency x smoothness. A ranking aid for a person to look at first, not a replacement for MOS.", "",
+        "| rank | k | score | consistency | smoothness | RCA | mean vs per-sample | global vs per-sample |",
+        "|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for i, k in enumerate(r["ranking"]):
+        p, acc = r["proxy"][k], r["rca_per_direction"][k]
+        lines.append(f"| {i + 1} | {k} | {p['score']:.3f} | {p['consistency']:.3f} | {p['smoothness']:.3f} | "
+                     f"{'-' if acc is None else f'{acc:.2f}'} | {hp[k]['mean_vs_per_sample']:.3f} | {hp[k]['global_vs_per_sample']:.3f} |")  # fmt: skip
+    text = "\n".join(lines) + "\n"
+    return atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(text))
+
+
+def to_json(result: dict) -> str:
+    """The JSON record (without the bulky curves and matrices)."""
+    drop = {"lg_curve", "confusion"}
+    return json.dumps({k: v for k, v in result.items() if k not in drop}, indent=2)
