@@ -49,14 +49,16 @@ def reconstructor_accuracy(run: Run, num_pairs: int, batch_size: int = 100, seed
     recon = run.load_part("reconstructor", build_reconstructor(cfg.reconstructor, run.model.in_channels, cfg.K))
     recon = recon.to(next(run.shift_block.parameters()).device).eval()
     device = next(run.shift_block.parameters()).device
+    # Every pair has its own draw (k, s, and x_T from its own seed): results do not depend on batch_size.
     g = torch.Generator().manual_seed(seed)
+    all_k = torch.randint(0, cfg.K, (num_pairs,), generator=g)
+    all_s = (torch.rand(num_pairs, generator=g) * 2 - 1) * cfg.S
     ks, preds, shift_err, f_raw, f_shift = [], [], [], [], []
     m = run.model
     for start in tqdm(range(0, num_pairs, batch_size), desc="RCA", disable=not progress):
         n = min(batch_size, num_pairs - start)
-        x_T = torch.randn(n, m.in_channels, m.image_size, m.image_size, generator=g).to(device)
-        k = torch.randint(0, cfg.K, (n,), generator=g).to(device)
-        s = ((torch.rand(n, generator=g) * 2 - 1) * cfg.S).to(device)
+        x_T = seed_noise(range(seed * 10**7 + start, seed * 10**7 + start + n), m.in_channels, m.image_size).to(device)
+        k, s = all_k[start : start + n].to(device), all_s[start : start + n].to(device)
         chains = run_chains(m, run.shift_block, x_T, [(k, s)], run.timesteps, cfg.t_stop, kept_steps=0)
         logits, shift = recon(chains.x0_real, chains.x0_shift)
         ks.append(k.cpu())

@@ -1,0 +1,51 @@
+"""hspace evaluate on a tiny run: every figure present, consistent and written out."""
+import json
+
+import pytest
+import torch
+
+from hspace import presets
+from hspace.cli import main
+from hspace.discover import discover
+from hspace.evaluate import lg_from_log, reconstructor_accuracy
+from hspace.run import load_run
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory):
+    cfg = presets.run_preset("tiny")[1].replace(train_steps=3, batch_size=4, M=3)
+    return discover("tiny", cfg, tmp_path_factory.mktemp("run"), grid_every=0, progress=False)
+
+
+def test_rca_counts_and_confusion(run_folder):
+    run = load_run(run_folder)
+    r = reconstructor_accuracy(run, num_pairs=30, batch_size=16, progress=False)
+    conf = torch.tensor(r["confusion"])
+    assert conf.sum() == 30 and conf.shape == (run.config.K, run.config.K)
+    assert r["rca"] == pytest.approx(conf.diag().sum().item() / 30)
+    assert 0 <= r["shift_mae"] <= 2 * run.config.S
+    again = reconstructor_accuracy(run, num_pairs=30, batch_size=7, progress=False)  # same draws in other batches
+    assert again["rca"] == r["rca"]
+
+
+def test_lg_from_log(run_folder):
+    lg = lg_from_log(run_folder)
+    assert len(lg["lg_curve"]) == 3 and lg["lg_mean"] > 0
+
+
+def test_evaluate_cli_writes_report_and_json(run_folder, tmp_path):
+    out, js = tmp_path / "eval", tmp_path / "eval.json"
+    assert main(["evaluate", str(run_folder), "--num-pairs", "20", "--out", str(out), "--json", str(js)]) == 0
+    r = json.loads(js.read_text())
+    for key in ("rca", "rca_per_direction", "shift_mae", "fid_raw", "fid_shifted", "lg_mean", "lg_std", "num_pairs"):
+        assert key in r
+    assert r["num_pairs"] == 20 and r["fid_raw"] >= 0 and len(r["rca_per_direction"]) == 4
+    assert sorted(r["ranking"]) == [0, 1, 2, 3]
+    report = (out / "report.md").read_text()
+    assert "RCA (20 pairs)" in report and (out / "confusion.png").exists() and (out / "lg.png").exists()
+
+
+def test_user_feature_extractor_is_named_clearly(run_folder, tmp_path, capsys):
+    assert main(["evaluate", str(run_folder), "--num-pairs", "4", "--out", str(tmp_path), "--features", "torch.nn:Flatten"]) == 0
+    assert main(["evaluate", str(run_folder), "--num-pairs", "4", "--out", str(tmp_path), "--features", "math:pi"]) == 2
+    assert "not a torch.nn.Module" in capsys.readouterr().err
