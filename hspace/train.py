@@ -158,8 +158,9 @@ class DiscoveryTrainer:
             )
         if cfg.t_stop < 0:
             raise ValueError(f"t_stop={cfg.t_stop} must be >= 0")
-        torch.manual_seed(cfg.seed)
-        self.modules = DiscoveryModules(self.model, cfg).to(device)
+        with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's RNG
+            torch.manual_seed(cfg.seed)
+            self.modules = DiscoveryModules(self.model, cfg).to(device)
         self.opt_g = torch.optim.Adam(self.modules.generator_parameters(), lr=cfg.lr)
         self.opt_d = torch.optim.Adam(self.modules.discriminator.parameters(), lr=cfg.lr)
         self.generator = torch.Generator().manual_seed(cfg.seed)
