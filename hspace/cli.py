@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 
 def _int_list(text: str) -> list[int]:
@@ -44,10 +46,14 @@ def cmd_discover(args) -> int:
     from .discover import discover
     from .presets import run_preset
 
-    dm, cfg = run_preset(args.preset)
+    out = Path(args.out or f"runs/{args.preset}")
+    if args.resume and (out / "config.json").exists():  # continue with the run's own settings and model
+        saved = json.loads((out / "config.json").read_text())
+        dm, cfg = saved["model"]["source"], DiscoveryConfig(**saved["config"])
+    else:
+        dm, cfg = run_preset(args.preset)
     overrides = {f.name: getattr(args, f.name) for f in fields(DiscoveryConfig) if getattr(args, f.name) is not None}
     cfg = cfg.replace(**overrides)
-    out = args.out or f"runs/{args.preset}"
     folder = discover(args.model or dm, cfg, out, flags=args.model_flags, resume=args.resume, grid_every=args.grid_every,
                       checkpoint_every=args.checkpoint_every, device=args.device)  # fmt: skip
     print(f"run folder: {folder}  (look at it: hspace show {folder})")
@@ -114,7 +120,6 @@ def cmd_mos(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from pathlib import Path
 
     from .artifacts import atomic_write
     from .evaluate import evaluate, to_json
@@ -139,8 +144,12 @@ def add_config_overrides(p: argparse.ArgumentParser) -> None:
     from .config import DiscoveryConfig
 
     for f in fields(DiscoveryConfig):
-        kind = {"int": int, "float": float, "str": str}[f.type]
-        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=None, help=f"override the preset's {f.name}")
+        flag, help = f"--{f.name.replace('_', '-')}", f"override the preset's {f.name}"
+        if f.type == "bool":
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help)
+            continue
+        kind = {"int": int, "float": float, "str": str}[f.type.removesuffix(" | None")]
+        p.add_argument(flag, dest=f.name, type=kind, default=None, help=help)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-flags", default=None, help="JSON of guided-diffusion flags for a .pt checkpoint")
     p.add_argument("--preset", default="mnist-demo", help="discovery preset: " + ", ".join(_run_presets()))
     p.add_argument("--out", default=None, help="run folder (default: runs/<preset>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint, with its settings")
     p.add_argument("--grid-every", type=int, default=200, help="write a direction grid every N steps (0: never)")
     p.add_argument("--checkpoint-every", type=int, default=25)
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
@@ -237,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-every", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint, with its settings")
     p.set_defaults(func=cmd_train_dm)
     return parser
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, fields
 
-ALGORITHMS = ("checkpointed", "vanilla")
+ALGORITHMS = ("optimised", "checkpointed", "vanilla")
+AUTOCAST = ("auto", "bf16", "off")
+# Optimised without a memory budget keeps the graph of this many final steps: a fixed count, so that
+# peak memory stays flat in M, as Algorithm 1's does.
+OPTIMISED_KEPT_STEPS = 4
 
 
 @dataclass(frozen=True)
@@ -22,8 +26,15 @@ class DiscoveryConfig:
     train_steps: int = 3000
     reconstructor: str = "lenet"  # "lenet" (MNIST, Anime) or "resnet18" (CelebA-HQ, AFHQ)
     discriminator_init: str = "random"  # or "pretrained": start from the DM's encoder weights
-    algorithm: str = "checkpointed"  # Algorithm 1; "vanilla" keeps the whole chain's graph
-    keep_graph_steps: int = 0  # checkpointed only: keep the graph of the last N steps instead of recomputing
+    # How gradients are computed; all give the same gradients for the same draws (see train.py).
+    algorithm: str = "optimised"  # or "checkpointed" (Algorithm 1) or "vanilla" (the whole chain's graph)
+    keep_graph_steps: int | None = None  # keep the graph of the last N steps (None: 0, M, or the optimised rule)
+    memory_budget_mb: float | None = None  # optimised: keep as many steps' graphs as fit in this budget
+    real_cache: int | None = None  # reuse real chains (x_T, x0) from a cache this big (None: 4 x batch when optimised)
+    real_refresh: float = 0.25  # share of each batch drawn fresh when the cache is on
+    autocast: str = "auto"  # "bf16": the frozen UNet in bfloat16 (auto: on CUDA when optimised); "off"
+    channels_last: bool = False  # the frozen UNet in channels_last memory format
+    compile: bool = False  # torch.compile the frozen UNet's encoder and decoder
     seed: int = 0
 
     def __post_init__(self):
@@ -40,15 +51,37 @@ class DiscoveryConfig:
             problems.append(f"algorithm={self.algorithm!r}: choose one of {', '.join(ALGORITHMS)}")
         if self.discriminator_init not in ("random", "pretrained"):
             problems.append(f"discriminator_init={self.discriminator_init!r}: choose 'random' or 'pretrained'")
-        if not 0 <= self.keep_graph_steps <= self.M:
+        if self.keep_graph_steps is not None and not 0 <= self.keep_graph_steps <= self.M:
             problems.append(f"keep_graph_steps={self.keep_graph_steps}: choose 0..M ({self.M})")
+        if self.memory_budget_mb is not None and not self.memory_budget_mb >= 0:
+            problems.append(f"memory_budget_mb={self.memory_budget_mb}: give a size in MB >= 0")
+        if self.real_cache is not None and self.real_cache < 0:
+            problems.append(f"real_cache={self.real_cache}: give a size >= 0 (0 turns the cache off)")
+        if not 0 < self.real_refresh <= 1:
+            problems.append(f"real_refresh={self.real_refresh}: choose a share in (0, 1]")
+        if self.autocast not in AUTOCAST:
+            problems.append(f"autocast={self.autocast!r}: choose one of {', '.join(AUTOCAST)}")
         if problems:
             raise ValueError("; ".join(problems))
 
+    def kept_steps(self, step_graph_mb: float | None = None) -> int:
+        """How many final steps keep their autograd graph: all for vanilla, none for Algorithm 1,
+        and for optimised those that fit ``memory_budget_mb`` given one step's graph size."""
+        if self.keep_graph_steps is not None:
+            return self.M if self.algorithm == "vanilla" else self.keep_graph_steps
+        if self.algorithm != "optimised":
+            return self.M if self.algorithm == "vanilla" else 0
+        if self.memory_budget_mb is None:
+            return min(self.M, OPTIMISED_KEPT_STEPS)
+        if step_graph_mb is None:
+            raise ValueError("memory_budget_mb needs the size of one step's graph (DiscoveryTrainer measures it)")
+        return min(self.M, int(self.memory_budget_mb // max(step_graph_mb, 1e-9)))
+
     @property
-    def kept_steps(self) -> int:
-        """How many final steps keep their autograd graph: all for vanilla, none for Algorithm 1."""
-        return self.M if self.algorithm == "vanilla" else self.keep_graph_steps
+    def real_cache_size(self) -> int:
+        if self.real_cache is not None:
+            return self.real_cache
+        return 4 * self.batch_size if self.algorithm == "optimised" else 0
 
     def replace(self, **overrides) -> DiscoveryConfig:
         unknown = set(overrides) - {f.name for f in fields(self)}

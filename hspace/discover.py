@@ -12,13 +12,15 @@ from tqdm.auto import tqdm
 from .artifacts import atomic_write
 from .backends import load_model
 from .config import DiscoveryConfig
+from .distributed import Distributed
 from .run import model_reference, save_parts
 from .train import DiscoveryTrainer
 from .viz import direction_sweep, magnitudes, save_grid
 
 LOG_FIELDS = ["step", "loss_d", "loss_g", "loss_r", "acc", "rca_running", "seconds"]
-# Settings that may change when resuming (how long to train); anything else must match the run.
-RESUMABLE_CHANGES = {"train_steps"}
+# Settings that may change when resuming (how long to train, how gradients are computed); anything
+# else must match the run.
+RESUMABLE_CHANGES = {"train_steps", "algorithm", "keep_graph_steps", "memory_budget_mb", "autocast", "channels_last", "compile"}
 
 
 class RunLogger:
@@ -81,6 +83,7 @@ def save_checkpoint(folder: Path, trainer: DiscoveryTrainer, model_ref: dict, rc
         "opt_g": trainer.opt_g.state_dict(),
         "opt_d": trainer.opt_d.state_dict(),
         "generator": trainer.generator.get_state(),
+        "real_cache": trainer.cache.state_dict(),
         "rca_running": rca,
     }
     atomic_write(folder / "checkpoint.pt", lambda tmp: torch.save(state, tmp))
@@ -100,6 +103,8 @@ def load_checkpoint(folder: Path, trainer: DiscoveryTrainer) -> float:
     trainer.opt_g.load_state_dict(state["opt_g"])
     trainer.opt_d.load_state_dict(state["opt_d"])
     trainer.generator.set_state(state["generator"])
+    if "real_cache" in state:
+        trainer.cache.load_state_dict(state["real_cache"])
     trainer.step = state["step"]
     return state["rca_running"]
 
@@ -115,26 +120,34 @@ def discover(
     device: str = "cpu",
     progress: bool = True,
 ) -> Path:
-    """Train the shift block, reconstructor and discriminator; everything lands in ``out``."""
+    """Train the shift block, reconstructor and discriminator; everything lands in ``out``.
+
+    Under torchrun every process trains on its share of each batch and process 0 writes the run.
+    """
     out = Path(out)
     if not resume and (out / "checkpoint.pt").exists():
         raise ValueError(f"{out} already holds a discovery run: pass --resume to continue it, or choose another --out")
+    dist, device = Distributed.from_env(device)
     model = load_model(model_source, flags)
-    trainer = DiscoveryTrainer(model, cfg, device)
+    trainer = DiscoveryTrainer(model, cfg, device, dist)
     model_ref = model_reference(model_source, model)
-    out.mkdir(parents=True, exist_ok=True)
+    main = dist.is_main
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
     rca = load_checkpoint(out, trainer) if resume else 0.0
-    logger = RunLogger(out, trainer.step)
-    bar = tqdm(total=cfg.train_steps, initial=trainer.step, desc="discover", disable=not progress)
+    logger = RunLogger(out, trainer.step) if main else None
+    bar = tqdm(total=cfg.train_steps, initial=trainer.step, desc="discover", disable=not (progress and main))
     start, last_save = time.monotonic(), time.monotonic()
     try:
         while trainer.step < cfg.train_steps:
             metrics = trainer.train_step()
             # Running reconstructor accuracy: an exponential average over roughly the last 50 steps.
             rca = metrics["acc"] if trainer.step == 1 else 0.98 * rca + 0.02 * metrics["acc"]
-            logger.log({**metrics, "step": trainer.step, "rca_running": rca, "seconds": round(time.monotonic() - start, 2)})
             bar.update(1)
             bar.set_postfix(L_D=f"{metrics['loss_d']:.3f}", L_G=f"{metrics['loss_g']:.3f}", L_R=f"{metrics['loss_r']:.3f}", RCA=f"{rca:.2f}")
+            if not main:
+                continue
+            logger.log({**metrics, "step": trainer.step, "rca_running": rca, "seconds": round(time.monotonic() - start, 2)})
             done = trainer.step == cfg.train_steps
             if done or trainer.step % checkpoint_every == 0 or time.monotonic() - last_save > 300:
                 save_checkpoint(out, trainer, model_ref, rca)
@@ -143,7 +156,9 @@ def discover(
                 overview_grid(trainer, out / "grids" / f"step-{trainer.step:06d}.png")
     finally:
         bar.close()
-        logger.close()
-    if trainer.step == 0 or not (out / "shift_block.safetensors").exists():
+        if logger is not None:
+            logger.close()
+    if main and (trainer.step == 0 or not (out / "shift_block.safetensors").exists()):
         save_checkpoint(out, trainer, model_ref, rca)
+    dist.barrier()  # no process leaves before the run is written
     return out

@@ -4,7 +4,9 @@ Both algorithms compute the same gradients. Algorithm 1 runs the chain once with
 recording the shifted chain's inputs ("nodes"), then recomputes it one step at a time from the
 last node back to x_T, passing dL/dnode backwards: memory is one step's activations plus M nodes.
 ``keep_graph_steps = N`` keeps the graph of the last N steps from the first pass instead of
-recomputing them (N = M is the vanilla algorithm).
+recomputing them (N = M is the vanilla algorithm). The optimised algorithm is Algorithm 1 with a
+few steps kept (or as many as a memory budget allows), cached real chains, and on CUDA a bfloat16
+frozen UNet (see speed.py).
 """
 from __future__ import annotations
 
@@ -17,9 +19,11 @@ from torch import nn
 from .backends.base import HSpaceModel
 from .config import DiscoveryConfig
 from .directions import ShiftBlock
+from .distributed import Distributed, global_batch_norm
 from .nets import Discriminator, build_reconstructor
 from .sampling import asymmetric_ddim_step, ddim_step, shifted_eps, timestep_batch
 from .schedule import chain_alpha_bars, check_timesteps, uniform_timesteps
+from .speed import RealChainCache, saved_tensors_mb, tune_model
 
 
 @dataclass
@@ -53,42 +57,52 @@ def shifted_chain_step(model, shift_block, x, t, abar_t, abar_prev, edits, t_sto
 
 
 @torch.no_grad()
-def _paired_step(model, shift_block, x_real, x_shift, t, abar_t, abar_prev, edits, t_stop):
-    """Advance the real and the shifted chain together: one encoder call, one decoder call."""
-    n = x_real.shape[0]
-    if x_real is x_shift:  # the chains start from the same x_T: encode once
-        eps, eps_hat = shifted_eps(model, x_real, timestep_batch(t, x_real), shift_block if t >= t_stop else None, edits)
-        return asymmetric_ddim_step(x_real, eps, eps, abar_t, abar_prev), asymmetric_ddim_step(x_shift, eps, eps_hat, abar_t, abar_prev)
-    x = torch.cat([x_real, x_shift])
+def _paired_step(model, shift_block, x_real, x_shift, t, abar_t, abar_prev, edits, t_stop, shared: bool):
+    """Advance the real and the shifted chain together: one encoder call, one decoder call.
+
+    ``shared``: the real chain is ``x_shift[:len(x_real)]`` (both start at x_T), so it is encoded once.
+    """
+    n_real = x_real.shape[0]
+    x = x_shift if shared else torch.cat([x_real, x_shift])
+    first = 0 if shared else n_real  # where the shifted chain starts in x
     h, state = model.encode(x, timestep_batch(t, x))
     if t >= t_stop:
-        h_s = h[n:]
-        h_hat = h_s + shift_block.shift(h_s, state.map(lambda z: z[n:]), edits)
-        eps_r, eps_s, eps_hat = model.decode(torch.cat([h, h_hat]), state.map(lambda z: torch.cat([z, z[n:]]))).split(n)
+        h_s = h[first:]
+        h_hat = h_s + shift_block.shift(h_s, state.map(lambda z: z[first:]), edits)
+        eps_all = model.decode(torch.cat([h, h_hat]), state.map(lambda z: torch.cat([z, z[first:]])))
+        eps, eps_hat = eps_all[: len(x)], eps_all[len(x) :]
     else:
-        eps_r, eps_s = model.decode(h, state).split(n)
-        eps_hat = eps_s
+        eps = model.decode(h, state)
+        eps_hat = eps[first:]
+    eps_r, eps_s = eps[:n_real], eps[first:]
     return asymmetric_ddim_step(x_real, eps_r, eps_r, abar_t, abar_prev), asymmetric_ddim_step(x_shift, eps_s, eps_hat, abar_t, abar_prev)
 
 
-def run_chains(model, shift_block, x_T, edits, timesteps, t_stop, kept_steps) -> Chains:
-    """First pass of Algorithm 1 (lines 1-14), keeping the graph of the last ``kept_steps`` steps."""
+def run_chains(model, shift_block, x_T, edits, timesteps, t_stop, kept_steps, x0_cached=None) -> Chains:
+    """First pass of Algorithm 1 (lines 1-14), keeping the graph of the last ``kept_steps`` steps.
+
+    ``x0_cached`` [n]: the real chains' results for the last n samples of ``x_T``, known from an
+    earlier step (the real chain depends on nothing trainable), so only the others run.
+    """
     steps = chain_alpha_bars(model.alphas_cumprod, timesteps)
     first_kept = len(steps) - kept_steps
-    x_real = x_shift = x_T
+    n_fresh = x_T.shape[0] - (0 if x0_cached is None else x0_cached.shape[0])
+    x_real, x_shift = x_T[:n_fresh], x_T
     nodes, tail_input = [], None
     for i, (t, abar_t, abar_prev) in enumerate(steps):
         if i < first_kept:
             nodes.append(x_shift)
-            x_real, x_shift = _paired_step(model, shift_block, x_real, x_shift, t, abar_t, abar_prev, edits, t_stop)
+            x_real, x_shift = _paired_step(model, shift_block, x_real, x_shift, t, abar_t, abar_prev, edits, t_stop, shared=i == 0)
             continue
         if i == first_kept:
             tail_input = x_shift.detach().requires_grad_(i > 0)  # x_T itself needs no gradient
             x_shift = tail_input
-        with torch.no_grad():
-            x_real = ddim_step(x_real, model(x_real, timestep_batch(t, x_real)), abar_t, abar_prev)
+        if n_fresh:
+            with torch.no_grad():
+                x_real = ddim_step(x_real, model(x_real, timestep_batch(t, x_real)), abar_t, abar_prev)
         x_shift = shifted_chain_step(model, shift_block, x_shift, t, abar_t, abar_prev, edits, t_stop)
-    return Chains(x_real, x_shift, nodes, tail_input)
+    x0_real = x_real if x0_cached is None else torch.cat([x_real, x0_cached])
+    return Chains(x0_real, x_shift, nodes, tail_input)
 
 
 def generator_losses(modules: DiscoveryModules, x0_real, x0_shift, k, s, cfg: DiscoveryConfig) -> dict[str, torch.Tensor]:
@@ -109,17 +123,25 @@ def discriminator_loss(discriminator: Discriminator, x0_real, x0_shift) -> torch
     )
 
 
-def compute_gradients(model, modules, opt_d, x_T, k, s, timesteps, cfg: DiscoveryConfig) -> dict[str, float]:
-    """Update D, then leave dL/dparams of the shift block and reconstructor in their ``.grad``."""
+def compute_gradients(model, modules, opt_d, x_T, k, s, timesteps, cfg: DiscoveryConfig, kept: int | None = None,
+                      x0_cached=None, reduce_gradients=None) -> tuple[dict[str, float], torch.Tensor]:  # fmt: skip
+    """Update D, then leave dL/dparams of the shift block and reconstructor in their ``.grad``.
+
+    Returns the step's metrics and the real chains' x0 (for the cache). ``kept``: steps whose graph
+    is kept (default ``cfg.kept_steps()``); ``reduce_gradients(params)``: averages gradients over
+    processes before D's update (data-parallel training).
+    """
     steps = chain_alpha_bars(model.alphas_cumprod, timesteps)
     edits = [(k, s)]
-    kept = cfg.kept_steps
-    chains = run_chains(model, modules.shift_block, x_T, edits, timesteps, cfg.t_stop, kept)
+    kept = cfg.kept_steps() if kept is None else kept
+    chains = run_chains(model, modules.shift_block, x_T, edits, timesteps, cfg.t_stop, kept, x0_cached)
 
     # Step 1 (lines 15-16): the discriminator, real = x0, fake = x~0.
     opt_d.zero_grad(set_to_none=True)
     loss_d = discriminator_loss(modules.discriminator, chains.x0_real, chains.x0_shift.detach())
     loss_d.backward()
+    if reduce_gradients is not None:
+        reduce_gradients(modules.discriminator.parameters())
     opt_d.step()
 
     # Step 2 (lines 18-35): the generator loss at x~0, then back through the chain node by node.
@@ -141,15 +163,22 @@ def compute_gradients(model, modules, opt_d, x_T, k, s, timesteps, cfg: Discover
         out = shifted_chain_step(model, modules.shift_block, node, *steps[i], edits, cfg.t_stop)
         torch.autograd.backward(out, grad, inputs=params + ([node] if i > 0 else []))
         grad = node.grad
-    return {"loss_d": loss_d.item(), "loss_g": losses["loss_g"].item(), "loss_r": losses["loss_r"].item(), "acc": losses["acc"].item()}
+    metrics = {"loss_d": loss_d.item(), "loss_g": losses["loss_g"].item(), "loss_r": losses["loss_r"].item(), "acc": losses["acc"].item()}
+    return metrics, chains.x0_real
 
 
 class DiscoveryTrainer:
-    """Owns the trained parts, their optimisers and the random draws of x_T, k and s."""
+    """Owns the trained parts, their optimisers, the random draws of x_T, k and s, and the
+    optimised algorithm's state (real-chain cache, how many steps keep their graph)."""
 
-    def __init__(self, model: HSpaceModel, cfg: DiscoveryConfig, device: str | torch.device = "cpu"):
-        self.model = model.freeze().to(device)
-        self.cfg, self.device = cfg, torch.device(device)
+    def __init__(self, model: HSpaceModel, cfg: DiscoveryConfig, device: str | torch.device = "cpu",
+                 dist: Distributed | None = None):  # fmt: skip
+        self.cfg, self.device, self.dist = cfg, torch.device(device), dist or Distributed()
+        if cfg.batch_size % self.dist.world:
+            raise ValueError(f"batch_size={cfg.batch_size} does not split over {self.dist.world} processes: "
+                             f"choose a multiple of {self.dist.world}")  # fmt: skip
+        frozen = model.freeze().to(device)
+        self.model = tune_model(frozen, cfg.autocast, cfg.channels_last, cfg.compile, cfg.algorithm == "optimised")
         self.timesteps = check_timesteps(uniform_timesteps(cfg.M, model.num_train_steps), model.num_train_steps)
         if cfg.t_stop > self.timesteps[0]:
             raise ValueError(
@@ -160,30 +189,71 @@ class DiscoveryTrainer:
             raise ValueError(f"t_stop={cfg.t_stop} must be >= 0")
         with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's RNG
             torch.manual_seed(cfg.seed)
-            self.modules = DiscoveryModules(self.model, cfg).to(device)
+            self.modules = DiscoveryModules(frozen, cfg).to(device)
+        if self.dist.world > 1:
+            global_batch_norm(self.modules)
         self.opt_g = torch.optim.Adam(self.modules.generator_parameters(), lr=cfg.lr)
         self.opt_d = torch.optim.Adam(self.modules.discriminator.parameters(), lr=cfg.lr)
         self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.cache = RealChainCache(cfg.real_cache_size, cfg.real_refresh, seed=cfg.seed + 1 + self.dist.rank)
+        self._kept: int | None = None
         self.step = 0
 
+    @property
+    def local_batch_size(self) -> int:
+        return self.cfg.batch_size // self.dist.world
+
+    @property
+    def kept_steps(self) -> int:
+        """Steps whose graph the first pass keeps; with a memory budget, measured once."""
+        if self._kept is None:
+            graph_mb = self.step_graph_mb() if self.cfg.memory_budget_mb is not None and self.cfg.keep_graph_steps is None else None
+            self._kept = self.cfg.kept_steps(graph_mb)
+        return self._kept
+
+    def step_graph_mb(self) -> float:
+        """MB of autograd state one shifted-chain step keeps at this process's batch size."""
+        m, n = self.model, self.local_batch_size
+        g = torch.Generator().manual_seed(0)  # not the training draws: measuring must not shift them
+        x = torch.randn(n, m.in_channels, m.image_size, m.image_size, generator=g).to(self.device).requires_grad_()
+        k, s = torch.randint(0, self.cfg.K, (n,), generator=g).to(self.device), torch.ones(n, device=self.device)
+        steps = chain_alpha_bars(self.model.alphas_cumprod, self.timesteps)
+        frozen = [*self.model.parameters(), *self.model.buffers(), *self.modules.parameters()]
+        run = lambda: shifted_chain_step(self.model, self.modules.shift_block, x, *steps[0], [(k, s)], self.cfg.t_stop)  # noqa: E731
+        return saved_tensors_mb(run, exclude=frozen) + x.nbytes / 2**20
+
     def draw(self, batch_size: int | None = None):
-        """x_T ~ N(0, I), k ~ U{0..K-1}, s ~ U[-S, S], one per sample."""
+        """x_T ~ N(0, I), k ~ U{0..K-1}, s ~ U[-S, S], one per sample: the global batch is drawn
+        and this process keeps its slice, so any number of processes sees the same samples."""
         n = batch_size or self.cfg.batch_size
         m = self.model
         x_T = torch.randn(n, m.in_channels, m.image_size, m.image_size, generator=self.generator)
         k = torch.randint(0, self.cfg.K, (n,), generator=self.generator)
         s = (torch.rand(n, generator=self.generator) * 2 - 1) * self.cfg.S
+        if batch_size is None:
+            x_T, k, s = self.dist.slice(x_T), self.dist.slice(k), self.dist.slice(s)
         return x_T.to(self.device), k.to(self.device), s.to(self.device)
 
     def train_step(self, batch=None) -> dict[str, float]:
-        """One step of Algorithm 1 (or vanilla): update D, then the shift block and reconstructor."""
-        x_T, k, s = batch if batch is not None else self.draw()
+        """One step of Algorithm 1 (or vanilla, or optimised): update D, then the shift block and
+        reconstructor. Without ``batch``, draws one (mixing in cached real chains when on)."""
+        if batch is None:
+            x_T, k, s = self.draw()
+            x_T, x0_cached = self.cache.mix(x_T)
+        else:
+            (x_T, k, s), x0_cached = batch[:3], (batch[3] if len(batch) > 3 else None)
         self.modules.train()
         self.opt_g.zero_grad(set_to_none=True)
-        metrics = compute_gradients(self.model, self.modules, self.opt_d, x_T, k, s, self.timesteps, self.cfg)
+        reduce = self.dist.average_gradients if self.dist.world > 1 else None
+        metrics, x0_real = compute_gradients(self.model, self.modules, self.opt_d, x_T, k, s, self.timesteps, self.cfg,
+                                             self.kept_steps, x0_cached, reduce)  # fmt: skip
+        n_fresh = x_T.shape[0] - (0 if x0_cached is None else x0_cached.shape[0])
+        self.cache.add(x_T[:n_fresh], x0_real[:n_fresh])
+        if reduce is not None:
+            reduce(self.modules.generator_parameters())
         self.opt_g.step()
         self.step += 1
-        return metrics
+        return self.dist.mean(metrics)
 
 
 def generator_gradients(model, modules: DiscoveryModules, batch, timesteps, cfg: DiscoveryConfig) -> dict[str, torch.Tensor]:
@@ -195,7 +265,7 @@ def generator_gradients(model, modules: DiscoveryModules, batch, timesteps, cfg:
     opt_d = torch.optim.Adam(modules.discriminator.parameters(), lr=cfg.lr)
     for p in modules.generator_parameters():
         p.grad = None
-    compute_gradients(model, modules, opt_d, *batch, timesteps, cfg)
+    compute_gradients(model, modules, opt_d, *batch, timesteps, cfg)  # the default kept steps of cfg
     named = [*modules.shift_block.named_parameters("shift_block"), *modules.reconstructor.named_parameters("reconstructor")]
     return {n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p)) for n, p in named}
 

@@ -62,3 +62,14 @@ def test_bad_discover_input_is_one_line(tmp_path, capsys, extra, message):
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
+
+
+def test_cli_resume_takes_the_runs_own_settings(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["discover", "--preset", "tiny", "--model", "tiny", "--train-steps", "2", "--K", "3", "--out", str(out)]) == 0
+    # No --preset or --K now: the run's config.json says what they were; only the length changes.
+    assert main(["discover", "--out", str(out), "--resume", "--train-steps", "3"]) == 0
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["step"] == 3 and meta["config"]["K"] == 3 and meta["model"]["source"] == "tiny"
+    assert main(["discover", "--out", str(out), "--resume", "--K", "4"]) == 2
+    assert "--resume with other settings (K: run has 3, now 4)" in capsys.readouterr().err

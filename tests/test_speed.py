@@ -1,0 +1,103 @@
+"""The optimised algorithm: cached real chains, a memory budget, a tuned UNet, same gradients."""
+import copy
+
+import pytest
+import torch
+
+from conftest import randomize_
+from hspace import presets
+from hspace.backends import build_adm
+from hspace.config import DiscoveryConfig
+from hspace.schedule import uniform_timesteps
+from hspace.speed import RealChainCache, TunedModel, tune_model
+from hspace.train import DiscoveryModules, DiscoveryTrainer, compute_gradients, max_relative_difference, run_chains
+
+
+@pytest.fixture(scope="module")
+def model():
+    return randomize_(build_adm(presets.DM_PRESETS["tiny"], seed=0), std=0.01).freeze()
+
+
+def _setup(model, cfg, n=6):
+    torch.manual_seed(3)
+    modules = DiscoveryModules(model, cfg)
+    randomize_(modules.shift_block, std=0.05, seed=4)
+    g = torch.Generator().manual_seed(5)
+    batch = (torch.randn(n, 1, 16, 16, generator=g), torch.randint(0, cfg.K, (n,), generator=g),
+             (torch.rand(n, generator=g) * 2 - 1) * cfg.S)  # fmt: skip
+    return modules, batch
+
+
+def _gradients(model, modules, batch, cfg, x0_cached=None):
+    opt_d = torch.optim.Adam(modules.discriminator.parameters(), lr=cfg.lr)
+    compute_gradients(model, modules, opt_d, *batch, uniform_timesteps(cfg.M), cfg, x0_cached=x0_cached)
+    return {n: p.grad.clone() for n, p in modules.named_parameters() if p.grad is not None}
+
+
+def test_cached_real_chains_give_the_same_gradients(model):
+    cfg = DiscoveryConfig(K=3, S=2.0, M=4, t_stop=400, batch_size=6)
+    modules, batch = _setup(model, cfg)
+    with torch.no_grad():  # the real chains of the last 4 samples, as an earlier step computed them
+        x0_real = run_chains(model, modules.shift_block, batch[0], [(batch[1], batch[2])], uniform_timesteps(4), 400, 0).x0_real
+    fresh = _gradients(model, copy.deepcopy(modules), batch, cfg)
+    cached = _gradients(model, copy.deepcopy(modules), batch, cfg, x0_cached=x0_real[2:])
+    assert set(cached) == set(fresh)
+    assert max_relative_difference(cached, fresh) <= 1e-5
+    wrong = _gradients(model, copy.deepcopy(modules), batch, cfg, x0_cached=x0_real[2:].flip(0))
+    assert max_relative_difference(wrong, fresh) > 1e-3  # the cached x0 really is used
+
+
+def test_cache_is_a_ring_that_refreshes_a_share_of_each_batch():
+    cache = RealChainCache(size=5, refresh=0.25, seed=0)
+    x = torch.arange(8.0)[:, None]
+    assert cache.mix(x)[1] is None  # empty: the whole batch is fresh
+    cache.add(x[:3], -x[:3])
+    mixed, x0 = cache.mix(x)
+    assert x0.shape[0] == 3 and torch.equal(mixed[:5], x[:5])  # at most what the cache holds
+    assert torch.equal(x0, -mixed[5:])  # pairs stay pairs
+    cache.add(x + 10, -(x + 10))  # 8 more into a ring of 5: the last 5 stay
+    assert len(cache) == 5 and set(cache.x_T.flatten().tolist()) == {13.0, 14.0, 15.0, 16.0, 17.0}
+    mixed, x0 = cache.mix(x)
+    assert x0.shape[0] == 5 and torch.equal(mixed[:3], x[:3])  # ceil(0.25 * 8) = 2 fresh, at least; 3 here
+    state = cache.state_dict()
+    other = RealChainCache(size=5, refresh=0.25)
+    other.load_state_dict(copy.deepcopy(state))
+    assert torch.equal(other.mix(x)[0], cache.mix(x)[0])
+
+
+def test_memory_budget_sets_the_kept_steps(model):
+    cfg = DiscoveryConfig(K=3, S=2.0, M=5, t_stop=400, batch_size=4)
+    probe = DiscoveryTrainer(model, cfg)
+    step_mb = probe.step_graph_mb()
+    assert step_mb > 0
+    assert DiscoveryTrainer(model, cfg.replace(batch_size=8)).step_graph_mb() == pytest.approx(2 * step_mb, rel=0.1)
+    for budget, kept in [(0.0, 0), (2.5 * step_mb, 2), (100 * step_mb, 5)]:
+        assert DiscoveryTrainer(model, cfg.replace(memory_budget_mb=budget)).kept_steps == kept
+    assert DiscoveryTrainer(model, cfg).kept_steps == 4  # optimised without a budget
+    assert DiscoveryTrainer(model, cfg.replace(algorithm="checkpointed")).kept_steps == 0
+    assert DiscoveryTrainer(model, cfg.replace(algorithm="vanilla")).kept_steps == 5
+
+
+def test_tuned_model_keeps_float32_at_its_edges(model):
+    x, t = torch.randn(3, 1, 16, 16), torch.tensor([10, 500, 990])
+    assert tune_model(model, "auto", False, False, optimised=True) is model  # nothing pays on CPU by default
+    cl = TunedModel(copy.deepcopy(model), channels_last=True)
+    assert torch.allclose(cl(x, t), model(x, t), atol=1e-5)
+    bf16 = TunedModel(copy.deepcopy(model), bf16=True)
+    h, state = bf16.encode(x, t)
+    eps = bf16.decode(h, state)
+    assert h.dtype == eps.dtype == torch.float32
+    ref = model(x, t)
+    assert (eps - ref).abs().max() <= 0.05 * ref.abs().max()  # bfloat16 keeps ~3 significant digits
+
+
+def test_optimised_training_fills_its_cache_and_is_seeded(model):
+    cfg = DiscoveryConfig(K=3, S=2.0, M=3, t_stop=400, batch_size=4, real_cache=8)
+    a = DiscoveryTrainer(model, cfg)
+    for _ in range(3):
+        a.train_step()
+    assert len(a.cache) == 4 + 1 + 1  # all fresh at first, then ceil(0.25 x 4) fresh per step
+    b = DiscoveryTrainer(model, cfg)
+    for _ in range(3):
+        b.train_step()
+    assert all(torch.equal(p, q) for p, q in zip(a.modules.parameters(), b.modules.parameters()))
