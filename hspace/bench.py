@@ -27,7 +27,9 @@ ALGORITHMS = {
     "vanilla": dict(algorithm="vanilla"),
     "checkpointed": dict(algorithm="checkpointed"),  # the paper's Algorithm 1
     "optimised": dict(algorithm="optimised"),  # hspace's default (see speed.py)
+    "optimised-compiled": dict(algorithm="optimised", compile=True),  # + torch.compile; on request (slow warm-up)
 }
+DEFAULT_ALGORITHMS = ["vanilla", "checkpointed", "optimised"]
 
 
 @dataclass
@@ -83,7 +85,8 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def gradient_agreement(model_source: str, preset: str, M: int, batch_size: int, device: str) -> dict[str, float]:
+def gradient_agreement(model_source: str, preset: str, M: int, batch_size: int, device: str,
+                       algorithms: list[str] = DEFAULT_ALGORITHMS) -> dict[str, float]:  # fmt: skip
     """Max relative difference of each algorithm's gradients from vanilla's, from one shared state."""
     model = load_model(model_source).to(device)
     vanilla_cfg = case_config(preset, "vanilla", M, batch_size)
@@ -95,7 +98,7 @@ def gradient_agreement(model_source: str, preset: str, M: int, batch_size: int, 
     batch = trainer.draw()
     reference = generator_gradients(model, copy.deepcopy(base), batch, trainer.timesteps, vanilla_cfg)
     out = {}
-    for name in ALGORITHMS:
+    for name in algorithms:
         cfg = case_config(preset, name, M, batch_size)
         tuned = tune_model(model, cfg.autocast, cfg.channels_last, cfg.compile, cfg.algorithm == "optimised")
         grads = generator_gradients(tuned, copy.deepcopy(base), batch, trainer.timesteps, cfg)
@@ -118,7 +121,7 @@ def run_bench(preset: str, steps: list[int], batch_size: int | None = None, mode
     dm, cfg = run_preset(preset)
     model = model or dm
     batch_size = batch_size or cfg.batch_size
-    algorithms = algorithms or list(ALGORITHMS)
+    algorithms = algorithms or DEFAULT_ALGORITHMS
     unknown = set(algorithms) - set(ALGORITHMS)
     if unknown:
         raise ValueError(f"unknown algorithm(s) {sorted(unknown)}: choose from {', '.join(ALGORITHMS)}")
@@ -127,7 +130,7 @@ def run_bench(preset: str, steps: list[int], batch_size: int | None = None, mode
     for M in steps:
         # Gradients are compared on a batch of 8 whatever the timing batch: BatchNorm over 2 or 3
         # samples is so ill-conditioned that rounding alone moves some gradients by 1e-4.
-        grads = gradient_agreement(model, preset, M, GRAD_CHECK_BATCH, device)
+        grads = gradient_agreement(model, preset, M, GRAD_CHECK_BATCH, device, algorithms)
         vanilla = None
         for name in sorted(algorithms, key=lambda a: a != "vanilla"):  # vanilla first: the others' reference
             args = dict(model_source=model, preset=preset, algorithm=name, M=M, batch_size=batch_size, repeats=repeats, device=device)
@@ -163,7 +166,7 @@ def plot_results(records: list[BenchRecord], png: Path) -> Path:
     from .artifacts import atomic_write
 
     fig, (ax_mem, ax_speed) = plt.subplots(1, 2, figsize=(9, 3.5))
-    styles = {"vanilla": "--", "checkpointed": "-", "optimised": "-."}
+    styles = {"vanilla": "--", "checkpointed": "-", "optimised": "-.", "optimised-compiled": ":"}
     for name in dict.fromkeys(r.algorithm for r in records):
         rows = sorted((r for r in records if r.algorithm == name), key=lambda r: r.M)
         ms = [r.M for r in rows]

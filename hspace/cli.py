@@ -162,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_int_list, default=[5, 10, 20, 40], help="values of M, e.g. 5,10,20,40")
     p.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
     p.add_argument("--repeats", type=int, default=2, help="timed training steps per case")
-    p.add_argument("--algorithms", type=lambda s: s.split(","), default=None, help="default: all")
+    p.add_argument("--algorithms", type=lambda s: s.split(","), default=None,
+                   help="default: vanilla,checkpointed,optimised (also: optimised-compiled)")
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
     p.add_argument("--json", nargs="?", const="bench.json", default=None, metavar="PATH",
                    help="write records to PATH (default bench.json) and a plot beside it")  # fmt: skip
@@ -246,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-every", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint, with its settings")
+    p.add_argument("--resume", action="store_true", help="continue the training in --out from its last checkpoint")
     p.set_defaults(func=cmd_train_dm)
     return parser
 

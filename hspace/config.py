@@ -8,7 +8,7 @@ ALGORITHMS = ("optimised", "checkpointed", "vanilla")
 AUTOCAST = ("auto", "bf16", "off")
 # Optimised without a memory budget keeps the graph of this many final steps: a fixed count, so that
 # peak memory stays flat in M, as Algorithm 1's does.
-OPTIMISED_KEPT_STEPS = 4
+OPTIMISED_KEPT_STEPS = 5
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class DiscoveryConfig:
     train_steps: int = 3000
     reconstructor: str = "lenet"  # "lenet" (MNIST, Anime) or "resnet18" (CelebA-HQ, AFHQ)
     discriminator_init: str = "random"  # or "pretrained": start from the DM's encoder weights
+    direction_init_std: float = 0.0  # 0: zero-initialised output convs (paper); > 0: N(0, std^2) weights
     # How gradients are computed; all give the same gradients for the same draws (see train.py).
     algorithm: str = "optimised"  # or "checkpointed" (Algorithm 1) or "vanilla" (the whole chain's graph)
     keep_graph_steps: int | None = None  # keep the graph of the last N steps (None: 0, M, or the optimised rule)
@@ -49,6 +50,8 @@ class DiscoveryConfig:
             problems.append("batch_size must be >= 1 and train_steps >= 0")
         if self.algorithm not in ALGORITHMS:
             problems.append(f"algorithm={self.algorithm!r}: choose one of {', '.join(ALGORITHMS)}")
+        if not self.direction_init_std >= 0:
+            problems.append(f"direction_init_std={self.direction_init_std}: give a standard deviation >= 0 (0 is the paper's zero init)")
         if self.discriminator_init not in ("random", "pretrained"):
             problems.append(f"discriminator_init={self.discriminator_init!r}: choose 'random' or 'pretrained'")
         if self.keep_graph_steps is not None and not 0 <= self.keep_graph_steps <= self.M:

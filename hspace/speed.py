@@ -86,8 +86,8 @@ class TunedModel(HSpaceModel):
         self.bf16, self.channels_last = bf16, channels_last
         if channels_last:
             inner.to(memory_format=torch.channels_last)
-        self._encode = torch.compile(inner.encode, dynamic=True) if compile else inner.encode
-        self._decode = torch.compile(inner.decode, dynamic=True) if compile else inner.decode
+        self._encode = torch.compile(inner.encode) if compile else inner.encode
+        self._decode = torch.compile(inner.decode) if compile else inner.decode
 
     def _autocast(self, device: torch.device):
         return torch.autocast(device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
@@ -114,6 +114,9 @@ class TunedModel(HSpaceModel):
 def tune_model(model: HSpaceModel, autocast: str, channels_last: bool, compile: bool, optimised: bool) -> HSpaceModel:
     """The model itself when nothing is switched on; else a ``TunedModel`` around it."""
     device = next(model.parameters()).device
+    if channels_last and device.type == "cpu":
+        raise ValueError("channels_last is for CUDA: on CPU, PyTorch 2.13's backward through this UNet in channels_last "
+                         "crashed (segmentation fault); drop --channels-last")  # fmt: skip
     bf16 = autocast == "bf16" or (autocast == "auto" and optimised and device.type == "cuda")
     if not (bf16 or channels_last or compile):
         return model

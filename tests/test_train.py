@@ -83,3 +83,14 @@ def test_bad_settings_are_named():
         DiscoveryTrainer(model, DiscoveryConfig(M=5, t_stop=990, batch_size=2))
     with pytest.raises(ValueError, match="M=2000"):
         DiscoveryTrainer(model, DiscoveryConfig(M=2000, batch_size=2))
+
+
+def test_direction_init_std_starts_from_distinct_directions(model):
+    zero = DiscoveryModules(model, DiscoveryConfig(K=3))
+    assert not zero.shift_block.out_weight.any()  # the paper: x~0 == x0 at the start
+    torch.manual_seed(0)
+    rand = DiscoveryModules(model, DiscoveryConfig(K=3, direction_init_std=0.3))
+    w = rand.shift_block.out_weight
+    assert 0.2 < w.std().item() < 0.4 and not torch.equal(w[0], w[1])
+    with pytest.raises(ValueError, match="direction_init_std=-1"):
+        DiscoveryConfig(direction_init_std=-1)
