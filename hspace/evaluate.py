@@ -152,6 +152,14 @@ def evaluate(run: Run, out: Path, num_pairs: int = 5000, features: str | None = 
     return result
 
 
+def _run_name(run: Run) -> str:
+    """A shipped run's name (not its path inside the installed package), else its folder."""
+    from .presets import SHIPPED_RUNS
+
+    names = [name for name, folder in SHIPPED_RUNS.items() if Path(folder).resolve() == Path(run.folder).resolve()]
+    return names[0] if names else str(run.folder)
+
+
 def write_report(run: Run, r: dict, out: Path) -> Path:
     """``report.md`` with plots (confusion matrix, per-direction RCA, L_G against 0.693)."""
     import matplotlib
@@ -185,7 +193,7 @@ def write_report(run: Run, r: dict, out: Path) -> Path:
     mean_agree = sum(v["mean_vs_per_sample"] for v in hp.values()) / len(hp)
     glob_agree = sum(v["global_vs_per_sample"] for v in hp.values()) / len(hp)
     lines = [
-        f"# Evaluation of `{run.folder}`", "",
+        f"# Evaluation of `{_run_name(run)}`", "",
         f"K={cfg.K}, S={cfg.S}, M={cfg.M}, t_stop={cfg.t_stop}, trained {run.step} steps at batch {cfg.batch_size}. "
         f"Evaluated in {r['seconds']} s.", "",
         "| measure | value | paper (MNIST) |", "|---|---|---|",
