@@ -23,13 +23,15 @@ pytestmark = [
 
 def mark_in_browser(page, download_dir, assessor: str, marks: dict[int, int]) -> dict:
     """Open the page, type the name, click each direction's mark, press Save; the saved marks."""
+    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
     options = webdriver.ChromeOptions()
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
         options.add_argument(arg)
     options.add_experimental_option("prefs", {"download.default_directory": str(download_dir)})
-    driver = webdriver.Chrome(options=options)
+    # The system's driver, so that selenium's manager does not go looking for one on the network.
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=shutil.which("chromedriver")))
     try:
         driver.get(page.as_uri())
         driver.find_element(By.ID, "assessor").send_keys(assessor)
