@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from hspace.bench import DEFAULT_ALGORITHMS
 from hspace.cli import main
 
 
@@ -10,7 +11,7 @@ def test_bench_writes_records_and_plot(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert main(["bench", "--preset", "tiny", "--steps", "1,3", "--batch-size", "2", "--repeats", "1", "--json", str(out)]) == 0
     records = json.loads(out.read_text())
-    assert {(r["algorithm"], r["M"]) for r in records} == {(a, m) for a in ("vanilla", "checkpointed") for m in (1, 3)}
+    assert {(r["algorithm"], r["M"]) for r in records} == {(a, m) for a in DEFAULT_ALGORITHMS for m in (1, 3)}
     for r in records:
         assert {"algorithm", "M", "batch_size", "peak_mem_mb", "images_per_s", "max_rel_grad_diff"} <= set(r)
         assert r["max_rel_grad_diff"] <= 1e-5 and r["peak_mem_mb"] > 0 and r["images_per_s"] > 0
