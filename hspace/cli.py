@@ -129,7 +129,8 @@ def cmd_evaluate(args) -> int:
     out = Path(args.out or (run.folder / "eval" if args.run != "default" else "eval-default"))
     r = evaluate(run, out, args.num_pairs, args.features, args.real, args.seed)
     print(f"RCA {r['rca']:.3f} ({r['num_pairs']} pairs), shift MAE {r['shift_mae']:.3f}, FID raw {r['fid_raw']:.2f} / "
-          f"shifted {r['fid_shifted']:.2f}, L_G {r['lg_mean'] if r['lg_mean'] is None else round(r['lg_mean'], 3)}; "
+          f"shifted {r['fid_shifted']:.2f}, L_G {r['lg_mean'] if r['lg_mean'] is None else round(r['lg_mean'], 3)}, "
+          f"edit overlap {r['edit_overlap_mean'] if r['edit_overlap_mean'] is None else round(r['edit_overlap_mean'], 3)}; "
           f"{r['seconds']} s")  # fmt: skip
     if args.json:
         text = to_json(r)

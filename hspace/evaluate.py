@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from .artifacts import atomic_write
 from .config import DiscoveryConfig
 from .export import GlobalDirections, mean_shifts
-from .metrics import accuracy_per_class, edit_agreement, frechet_distance, interpretability_proxy
+from .metrics import accuracy_per_class, edit_agreement, edit_overlap, frechet_distance, interpretability_proxy
 from .nets import build_reconstructor
 from .run import Run
 from .sampling import sample
@@ -110,17 +110,22 @@ def hspace_properties(run: Run, directions: list[int], num_seeds: int = 8, num_m
 
 @torch.no_grad()
 def rank_directions(run: Run, directions: list[int], num_seeds: int = 8, num_magnitudes: int = 7) -> dict:
-    """The interpretability proxy per direction (see ``metrics.interpretability_proxy``)."""
+    """The interpretability proxy per direction (see ``metrics.interpretability_proxy``), and how
+    alike the directions' edits at s = +S are (``metrics.edit_overlap``) under ``"overlap"``."""
     from .viz import direction_sweep
 
     m, cfg = run.model, run.config
     device = next(run.shift_block.parameters()).device
     x_T = seed_noise(range(num_seeds), m.in_channels, m.image_size).to(device)
     mags = magnitudes(cfg.S, num_magnitudes)
-    out = {}
+    zero, top = min(range(len(mags)), key=lambda j: abs(mags[j])), max(range(len(mags)), key=lambda j: mags[j])
+    out, changes = {}, []
     for k in tqdm(directions, desc="proxy", leave=False):
         x = direction_sweep(m, run.shift_block, run.timesteps, cfg.t_stop, k, x_T, mags)
-        out[k] = interpretability_proxy(x.view(num_seeds, len(mags), *x.shape[1:]), torch.tensor(mags))
+        x = x.view(num_seeds, len(mags), *x.shape[1:])
+        out[k] = interpretability_proxy(x, torch.tensor(mags))
+        changes.append((x[:, top] - x[:, zero]).cpu())
+    out["overlap"] = edit_overlap(torch.stack(changes))
     return out
 
 
@@ -145,11 +150,23 @@ def evaluate(run: Run, out: Path, num_pairs: int = 5000, features: str | None = 
     result.update({k: v for k, v in lg_from_log(run.folder).items()})
     ks = list(range(run.config.K))
     result["hspace_properties"] = hspace_properties(run, ks)
-    result["proxy"] = rank_directions(run, ks)
-    result["ranking"] = sorted(ks, key=lambda k: -result["proxy"][k]["score"])
+    proxy = rank_directions(run, ks)
+    overlap = proxy.pop("overlap")
+    result["proxy"] = proxy
+    result["ranking"] = sorted(ks, key=lambda k: -proxy[k]["score"])
+    result.update(summarise_overlap(overlap, ks))
     result["seconds"] = round(time.monotonic() - start, 1)
     write_report(run, result, out)
     return result
+
+
+def summarise_overlap(overlap: torch.Tensor, ks: list[int]) -> dict:
+    """The edit-overlap matrix, its mean off the diagonal, and each direction's most similar other one."""
+    K = len(ks)
+    off = overlap.masked_fill(torch.eye(K, dtype=torch.bool), float("-inf"))
+    nearest = {k: {"k": ks[int(off[i].argmax())], "cosine": float(off[i].max())} for i, k in enumerate(ks)} if K > 1 else {}
+    mean = float(overlap[~torch.eye(K, dtype=torch.bool)].mean()) if K > 1 else None
+    return {"edit_overlap": overlap.tolist(), "edit_overlap_mean": mean, "nearest_direction": nearest}
 
 
 def _run_name(run: Run) -> str:
@@ -188,6 +205,12 @@ def write_report(run: Run, r: dict, out: Path) -> Path:
         ax.set(xlabel="training step", ylabel="L_G", title="generator loss over training")
         ax.legend()
         savefig(fig, "lg.png")
+    if r["edit_overlap_mean"] is not None:
+        fig, ax = plt.subplots(figsize=(5, 4.5))
+        im = ax.imshow(torch.tensor(r["edit_overlap"]).numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
+        fig.colorbar(im, ax=ax)
+        ax.set(xlabel="direction", ylabel="direction", title="cosine between directions' edits at s = +S")
+        savefig(fig, "edit_overlap.png")
     cfg: DiscoveryConfig = run.config
     hp = r["hspace_properties"]
     mean_agree = sum(v["mean_vs_per_sample"] for v in hp.values()) / len(hp)
@@ -202,24 +225,34 @@ def write_report(run: Run, r: dict, out: Path) -> Path:
         f"| FID raw / shifted (vs {r['fid_real_count']} held-out digits, classifier features) | {r['fid_raw']:.2f} / {r['fid_shifted']:.2f} | - |",
         f"| L_G mean ± std over training | {r['lg_mean']:.3f} ± {r['lg_std']:.3f} | ~0.693 |" if r["lg_mean"] is not None else "| L_G | no log | ~0.693 |",
         f"| h-space: mean-over-20 vs per-sample edit | {mean_agree:.3f} | small |",
-        f"| h-space: global vs per-sample edit | {glob_agree:.3f} | small |", "",
+        f"| h-space: global vs per-sample edit | {glob_agree:.3f} | small |",
+        f"| edit overlap: mean cosine between different directions' edits | {r['edit_overlap_mean']:.3f} | - |"
+        if r["edit_overlap_mean"] is not None else "", "",
+        "Edit overlap near 1 means directions make the same image change, which caps RCA whatever the training.", "",
         "![confusion](confusion.png) ![per direction](rca_per_direction.png)", "",
+        "![edit overlap](edit_overlap.png)" if r["edit_overlap_mean"] is not None else "", "",
         "![L_G](lg.png)" if r["lg_curve"] else "", "",
         "## Directions ranked by the interpretability proxy", "",
         "consistency: how alike the image change is across 8 seeds; smoothness: how linearly it grows with |s|; "
         "score = consistency x smoothness. A ranking aid for a person to look at first, not a replacement for MOS.", "",
-        "| rank | k | score | consistency | smoothness | RCA | mean vs per-sample | global vs per-sample |",
-        "|---|---|---|---|---|---|---|---|",
+        "| rank | k | score | consistency | smoothness | RCA | mean vs per-sample | global vs per-sample | most alike (cosine) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for i, k in enumerate(r["ranking"]):
         p, acc = r["proxy"][k], r["rca_per_direction"][k]
         lines.append(f"| {i + 1} | {k} | {p['score']:.3f} | {p['consistency']:.3f} | {p['smoothness']:.3f} | "
-                     f"{'-' if acc is None else f'{acc:.2f}'} | {hp[k]['mean_vs_per_sample']:.3f} | {hp[k]['global_vs_per_sample']:.3f} |")  # fmt: skip
+                     f"{'-' if acc is None else f'{acc:.2f}'} | {hp[k]['mean_vs_per_sample']:.3f} | {hp[k]['global_vs_per_sample']:.3f} | "
+                     f"{_nearest(r, k)} |")  # fmt: skip
     text = "\n".join(lines) + "\n"
     return atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(text))
 
 
+def _nearest(r: dict, k: int) -> str:
+    near = r["nearest_direction"].get(k)
+    return f"{near['k']} ({near['cosine']:.2f})" if near else "-"
+
+
 def to_json(result: dict) -> str:
     """The JSON record (without the bulky curves and matrices)."""
-    drop = {"lg_curve", "confusion"}
+    drop = {"lg_curve", "confusion", "edit_overlap"}
     return json.dumps({k: v for k, v in result.items() if k not in drop}, indent=2)

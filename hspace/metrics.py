@@ -68,3 +68,12 @@ def interpretability_proxy(sweeps: torch.Tensor, mags: torch.Tensor) -> dict[str
         r2.append((1 - resid / total.clamp(min=1e-12)).clamp(0, 1).mean().item())
     smoothness = sum(r2) / len(r2) if r2 else 0.0
     return {"consistency": consistency, "smoothness": smoothness, "score": max(consistency, 0.0) * smoothness}
+
+
+def edit_overlap(changes: torch.Tensor) -> torch.Tensor:
+    """How alike different directions' edits are [K x K]: ``changes`` [K x R x ...] is each direction's
+    image change x(s) - x(0) on the same R seeds; entry (i, j) is their cosine similarity averaged
+    over seeds. Off the diagonal, near 1 means two directions make the same edit, which no
+    reconstructor can tell apart (RCA stays low however long it trains)."""
+    d = torch.nn.functional.normalize(changes.flatten(2).double(), dim=2)  # [K x R x P]
+    return torch.einsum("irp,jrp->ijr", d, d).mean(2).float()

@@ -41,8 +41,11 @@ def test_evaluate_cli_writes_report_and_json(run_folder, tmp_path):
         assert key in r
     assert r["num_pairs"] == 20 and r["fid_raw"] >= 0 and len(r["rca_per_direction"]) == 4
     assert sorted(r["ranking"]) == [0, 1, 2, 3]
+    assert -1 <= r["edit_overlap_mean"] <= 1 and sorted(r["nearest_direction"]) == ["0", "1", "2", "3"]
+    assert all(near["k"] != int(k) for k, near in r["nearest_direction"].items())
     report = (out / "report.md").read_text()
     assert "RCA (20 pairs)" in report and (out / "confusion.png").exists() and (out / "lg.png").exists()
+    assert "edit overlap" in report and (out / "edit_overlap.png").exists()
 
 
 def test_user_feature_extractor_is_named_clearly(run_folder, tmp_path, capsys):

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from hspace.metrics import accuracy_per_class, edit_agreement, frechet_distance, interpretability_proxy
+from hspace.metrics import accuracy_per_class, edit_agreement, edit_overlap, frechet_distance, interpretability_proxy
 
 
 def test_frechet_distance_matches_torchmetrics():
@@ -43,3 +43,12 @@ def test_proxy_prefers_consistent_linear_edits():
     good, bad = interpretability_proxy(linear, mags), interpretability_proxy(noisy, mags)
     assert good["consistency"] > 0.99 and good["smoothness"] > 0.99
     assert bad["score"] < 0.5 * good["score"]
+
+
+def test_edit_overlap_tells_same_edits_from_distinct_ones():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(3, 1, 8, 8, generator=g), torch.randn(3, 1, 8, 8, generator=g)  # 3 seeds each
+    overlap = edit_overlap(torch.stack([a, 2 * a, -a, b]))  # scaled copies, a flipped one, an unrelated one
+    assert overlap.shape == (4, 4) and torch.allclose(overlap.diag(), torch.ones(4))
+    assert overlap[0, 1].item() == pytest.approx(1.0, abs=1e-6) and overlap[0, 2].item() == pytest.approx(-1.0, abs=1e-6)
+    assert abs(overlap[0, 3].item()) < 0.5 and torch.allclose(overlap, overlap.T)
