@@ -109,9 +109,9 @@ def hspace_properties(run: Run, directions: list[int], num_seeds: int = 8, num_m
 
 
 @torch.no_grad()
-def rank_directions(run: Run, directions: list[int], num_seeds: int = 8, num_magnitudes: int = 7) -> dict:
+def rank_directions(run: Run, directions: list[int], num_seeds: int = 8, num_magnitudes: int = 7) -> tuple[dict, torch.Tensor]:
     """The interpretability proxy per direction (see ``metrics.interpretability_proxy``), and how
-    alike the directions' edits at s = +S are (``metrics.edit_overlap``) under ``"overlap"``."""
+    alike the directions' edits at s = +S are (``metrics.edit_overlap``, [K x K])."""
     from .viz import direction_sweep
 
     m, cfg = run.model, run.config
@@ -125,8 +125,7 @@ def rank_directions(run: Run, directions: list[int], num_seeds: int = 8, num_mag
         x = x.view(num_seeds, len(mags), *x.shape[1:])
         out[k] = interpretability_proxy(x, torch.tensor(mags))
         changes.append((x[:, top] - x[:, zero]).cpu())
-    out["overlap"] = edit_overlap(torch.stack(changes))
-    return out
+    return out, edit_overlap(torch.stack(changes))
 
 
 def evaluate(run: Run, out: Path, num_pairs: int = 5000, features: str | None = None, real_source: str = "mnist",
@@ -150,8 +149,7 @@ def evaluate(run: Run, out: Path, num_pairs: int = 5000, features: str | None = 
     result.update({k: v for k, v in lg_from_log(run.folder).items()})
     ks = list(range(run.config.K))
     result["hspace_properties"] = hspace_properties(run, ks)
-    proxy = rank_directions(run, ks)
-    overlap = proxy.pop("overlap")
+    proxy, overlap = rank_directions(run, ks)
     result["proxy"] = proxy
     result["ranking"] = sorted(ks, key=lambda k: -proxy[k]["score"])
     result.update(summarise_overlap(overlap, ks))
