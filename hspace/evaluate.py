@@ -160,11 +160,12 @@ def evaluate(run: Run, out: Path, num_pairs: int = 5000, features: str | None = 
 
 def summarise_overlap(overlap: torch.Tensor, ks: list[int]) -> dict:
     """The edit-overlap matrix, its mean off the diagonal, and each direction's most similar other one."""
-    K = len(ks)
-    off = overlap.masked_fill(torch.eye(K, dtype=torch.bool), float("-inf"))
-    nearest = {k: {"k": ks[int(off[i].argmax())], "cosine": float(off[i].max())} for i, k in enumerate(ks)} if K > 1 else {}
-    mean = float(overlap[~torch.eye(K, dtype=torch.bool)].mean()) if K > 1 else None
-    return {"edit_overlap": overlap.tolist(), "edit_overlap_mean": mean, "nearest_direction": nearest}
+    if len(ks) < 2:
+        return {"edit_overlap": overlap.tolist(), "edit_overlap_mean": None, "nearest_direction": {}}
+    diagonal = torch.eye(len(ks), dtype=torch.bool)
+    cosine, index = overlap.masked_fill(diagonal, float("-inf")).max(dim=1)
+    nearest = {k: {"k": ks[int(j)], "cosine": float(c)} for k, j, c in zip(ks, index, cosine)}
+    return {"edit_overlap": overlap.tolist(), "edit_overlap_mean": float(overlap[~diagonal].mean()), "nearest_direction": nearest}
 
 
 def _run_name(run: Run) -> str:
