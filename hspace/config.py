@@ -36,6 +36,7 @@ class DiscoveryConfig:
     autocast: str = "auto"  # "bf16": the frozen UNet in bfloat16 (auto: on CUDA when optimised); "off"
     channels_last: bool = False  # the frozen UNet in channels_last memory format
     compile: bool = False  # torch.compile the frozen UNet's encoder and decoder
+    overlap: bool | None = None  # recompute the next step on a second thread during a backward (None: when optimised)
     seed: int = 0
 
     def __post_init__(self):
@@ -64,6 +65,8 @@ class DiscoveryConfig:
             problems.append(f"real_refresh={self.real_refresh}: choose a share in (0, 1]")
         if self.autocast not in AUTOCAST:
             problems.append(f"autocast={self.autocast!r}: choose one of {', '.join(AUTOCAST)}")
+        if self.overlap and self.compile:
+            problems.append("overlap with compile: torch.compile is not thread-safe; drop --overlap or --compile")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -79,6 +82,12 @@ class DiscoveryConfig:
         if step_graph_mb is None:
             raise ValueError("memory_budget_mb needs the size of one step's graph (DiscoveryTrainer measures it)")
         return min(self.M, int(self.memory_budget_mb // max(step_graph_mb, 1e-9)))
+
+    def overlaps(self) -> bool:
+        """Whether recomputation runs on a second thread, overlapping the backward of the step after."""
+        if self.overlap is None:  # torch.compile is not thread-safe (pytorch/pytorch#105943)
+            return self.algorithm == "optimised" and not self.compile
+        return self.overlap
 
     @property
     def real_cache_size(self) -> int:

@@ -20,7 +20,7 @@ from .viz import direction_sweep, magnitudes, save_grid
 LOG_FIELDS = ["step", "loss_d", "loss_g", "loss_r", "acc", "rca_running", "seconds"]
 # Settings that may change when resuming (how long to train, how gradients are computed); anything
 # else must match the run.
-RESUMABLE_CHANGES = {"train_steps", "algorithm", "keep_graph_steps", "memory_budget_mb", "autocast", "channels_last", "compile"}
+RESUMABLE_CHANGES = {"train_steps", "algorithm", "keep_graph_steps", "memory_budget_mb", "autocast", "channels_last", "compile", "overlap"}
 
 
 class RunLogger:

@@ -3,6 +3,7 @@ frozen UNet run in bfloat16 / channels_last / compiled. None of them changes wha
 from __future__ import annotations
 
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 
 import torch
@@ -54,6 +55,26 @@ class RealChainCache:
         self.filled, self.next = int(state["filled"]), int(state["next"])
         self.generator.set_state(state["generator"])
         self.x_T, self.x0 = state.get("x_T"), state.get("x0")
+
+
+class Overlap:
+    """A second thread to run work beside this one, each with half the intra-op threads: two
+    streams of small kernels keep the cores busier than one stream with all the threads, but
+    both streams with all the threads oversubscribe the cores and lose (measured, docs/benchmarks.md)."""
+
+    def __enter__(self) -> "Overlap":
+        self.threads = torch.get_num_threads()
+        half = max(1, self.threads // 2)
+        torch.set_num_threads(half)
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="hspace-recompute", initializer=torch.set_num_threads, initargs=(half,))
+        return self
+
+    def submit(self, fn, *args) -> Future:
+        return self.pool.submit(fn, *args)
+
+    def __exit__(self, *exc) -> None:
+        self.pool.shutdown(wait=True)
+        torch.set_num_threads(self.threads)
 
 
 def saved_tensors_mb(fn, exclude: list[torch.Tensor]) -> float:

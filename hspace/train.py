@@ -10,6 +10,7 @@ frozen UNet (see speed.py).
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -23,7 +24,7 @@ from .distributed import Distributed, global_batch_norm
 from .nets import Discriminator, build_reconstructor
 from .sampling import asymmetric_ddim_step, ddim_step, shifted_eps, timestep_batch
 from .schedule import chain_alpha_bars, check_timesteps, uniform_timesteps
-from .speed import RealChainCache, saved_tensors_mb, tune_model
+from .speed import Overlap, RealChainCache, saved_tensors_mb, tune_model
 
 
 @dataclass
@@ -58,11 +59,11 @@ def shifted_chain_step(model, shift_block, x, t, abar_t, abar_prev, edits, t_sto
     return asymmetric_ddim_step(x, eps, eps_hat, abar_t, abar_prev)
 
 
-@torch.no_grad()
 def _paired_step(model, shift_block, x_real, x_shift, t, abar_t, abar_prev, edits, t_stop, shared: bool):
     """Advance the real and the shifted chain together: one encoder call, one decoder call.
 
     ``shared``: the real chain is ``x_shift[:len(x_real)]`` (both start at x_T), so it is encoded once.
+    Under grad the real chain rides along detached: batching it costs less than a call of its own.
     """
     n_real = x_real.shape[0]
     x = x_shift if shared else torch.cat([x_real, x_shift])
@@ -76,15 +77,16 @@ def _paired_step(model, shift_block, x_real, x_shift, t, abar_t, abar_prev, edit
     else:
         eps = model.decode(h, state)
         eps_hat = eps[first:]
-    eps_r, eps_s = eps[:n_real], eps[first:]
+    eps_r, eps_s = eps[:n_real].detach(), eps[first:]
     return asymmetric_ddim_step(x_real, eps_r, eps_r, abar_t, abar_prev), asymmetric_ddim_step(x_shift, eps_s, eps_hat, abar_t, abar_prev)
 
 
-def run_chains(model, shift_block, x_T, edits, timesteps, t_stop, kept_steps, x0_cached=None) -> Chains:
+def run_chains(model, shift_block, x_T, edits, timesteps, t_stop, kept_steps, x0_cached=None, fuse_real=False) -> Chains:
     """First pass of Algorithm 1 (lines 1-14), keeping the graph of the last ``kept_steps`` steps.
 
     ``x0_cached`` [n]: the real chains' results for the last n samples of ``x_T``, known from an
     earlier step (the real chain depends on nothing trainable), so only the others run.
+    ``fuse_real``: in kept steps too, run the real chain in the shifted chain's UNet calls.
     """
     steps = chain_alpha_bars(model.alphas_cumprod, timesteps)
     first_kept = len(steps) - kept_steps
@@ -94,11 +96,15 @@ def run_chains(model, shift_block, x_T, edits, timesteps, t_stop, kept_steps, x0
     for i, (t, abar_t, abar_prev) in enumerate(steps):
         if i < first_kept:
             nodes.append(x_shift)
-            x_real, x_shift = _paired_step(model, shift_block, x_real, x_shift, t, abar_t, abar_prev, edits, t_stop, shared=i == 0)
+            with torch.no_grad():
+                x_real, x_shift = _paired_step(model, shift_block, x_real, x_shift, t, abar_t, abar_prev, edits, t_stop, shared=i == 0)
             continue
         if i == first_kept:
             tail_input = x_shift.detach().requires_grad_(i > 0)  # x_T itself needs no gradient
             x_shift = tail_input
+        if n_fresh and fuse_real:
+            x_real, x_shift = _paired_step(model, shift_block, x_real, x_shift, t, abar_t, abar_prev, edits, t_stop, shared=i == 0)
+            continue
         if n_fresh:
             with torch.no_grad():
                 x_real = ddim_step(x_real, model(x_real, timestep_batch(t, x_real)), abar_t, abar_prev)
@@ -136,35 +142,42 @@ def compute_gradients(model, modules, opt_d, x_T, k, s, timesteps, cfg: Discover
     steps = chain_alpha_bars(model.alphas_cumprod, timesteps)
     edits = [(k, s)]
     kept = cfg.kept_steps() if kept is None else kept
-    chains = run_chains(model, modules.shift_block, x_T, edits, timesteps, cfg.t_stop, kept, x0_cached)
+    optimised = cfg.algorithm == "optimised"
+    chains = run_chains(model, modules.shift_block, x_T, edits, timesteps, cfg.t_stop, kept, x0_cached, fuse_real=optimised)
 
-    # Step 1 (lines 15-16): the discriminator, real = x0, fake = x~0.
-    opt_d.zero_grad(set_to_none=True)
-    loss_d = discriminator_loss(modules.discriminator, chains.x0_real, chains.x0_shift.detach())
-    loss_d.backward()
-    if reduce_gradients is not None:
-        reduce_gradients(modules.discriminator.parameters())
-    opt_d.step()
+    def recompute(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Step i of the shifted chain again from its node, with graph (lines 19-24 / 31-33)."""
+        node = chains.nodes[i].detach().requires_grad_(i > 0)  # x_T itself needs no gradient
+        return node, shifted_chain_step(model, modules.shift_block, node, *steps[i], edits, cfg.t_stop)
 
-    # Step 2 (lines 18-35): the generator loss at x~0, then back through the chain node by node.
-    params = modules.generator_parameters()
-    first_grad_step = len(steps) - max(kept, 1)
-    if kept == 0:  # recompute the last step with grad (line 19-24 for i = 2)
-        x_in = chains.nodes[-1].detach().requires_grad_(len(steps) > 1)
-        x0_shift = shifted_chain_step(model, modules.shift_block, x_in, *steps[-1], edits, cfg.t_stop)
-    else:
-        x_in, x0_shift = chains.tail_input, chains.x0_shift
-    modules.discriminator.requires_grad_(False)  # L_G trains the generator only
-    losses = generator_losses(modules, chains.x0_real, x0_shift, k, s, cfg)
-    modules.discriminator.requires_grad_(True)
-    inputs = params + ([x_in] if x_in.requires_grad else [])
-    torch.autograd.backward(losses["loss_g"] + losses["loss_r"], inputs=inputs)
-    grad = x_in.grad
-    for i in reversed(range(first_grad_step)):  # lines 31-35: one step at a time, last node first
-        node = chains.nodes[i].detach().requires_grad_(i > 0)
-        out = shifted_chain_step(model, modules.shift_block, node, *steps[i], edits, cfg.t_stop)
-        torch.autograd.backward(out, grad, inputs=params + ([node] if i > 0 else []))
-        grad = node.grad
+    first_grad_step = len(steps) - max(kept, 1)  # steps before it are recomputed one at a time
+    # Overlap: a second thread recomputes step i while this one runs step i + 1's backward; a
+    # recomputation needs only its node, not the gradient arriving from later steps.
+    with Overlap() if cfg.overlaps() and first_grad_step > 0 else nullcontext() as pool:
+        ahead = pool.submit(recompute, first_grad_step - 1) if pool else None
+
+        # Step 1 (lines 15-16): the discriminator, real = x0, fake = x~0.
+        opt_d.zero_grad(set_to_none=True)
+        loss_d = discriminator_loss(modules.discriminator, chains.x0_real, chains.x0_shift.detach())
+        loss_d.backward()
+        if reduce_gradients is not None:
+            reduce_gradients(modules.discriminator.parameters())
+        opt_d.step()
+
+        # Step 2 (lines 18-35): the generator loss at x~0, then back through the chain node by node.
+        params = modules.generator_parameters()
+        x_in, x0_shift = recompute(len(steps) - 1) if kept == 0 else (chains.tail_input, chains.x0_shift)
+        modules.discriminator.requires_grad_(False)  # L_G trains the generator only
+        losses = generator_losses(modules, chains.x0_real, x0_shift, k, s, cfg)
+        modules.discriminator.requires_grad_(True)
+        inputs = params + ([x_in] if x_in.requires_grad else [])
+        torch.autograd.backward(losses["loss_g"] + losses["loss_r"], inputs=inputs)
+        grad = x_in.grad
+        for i in reversed(range(first_grad_step)):  # lines 31-35: one step at a time, last node first
+            node, out = ahead.result() if ahead else recompute(i)
+            ahead = pool.submit(recompute, i - 1) if pool and i > 0 else None
+            torch.autograd.backward(out, grad, inputs=params + ([node] if i > 0 else []))
+            grad = node.grad
     metrics = {"loss_d": loss_d.item(), "loss_g": losses["loss_g"].item(), "loss_r": losses["loss_r"].item(), "acc": losses["acc"].item()}
     return metrics, chains.x0_real
 

@@ -1,16 +1,18 @@
 """The optimised algorithm: cached real chains, a memory budget, a tuned UNet, same gradients."""
 import copy
+import threading
 
 import pytest
 import torch
 
 from conftest import randomize_
-from hspace import presets
+from hspace import presets, train
 from hspace.backends import build_adm
 from hspace.config import DiscoveryConfig
 from hspace.schedule import uniform_timesteps
 from hspace.speed import RealChainCache, TunedModel, tune_model
-from hspace.train import DiscoveryModules, DiscoveryTrainer, compute_gradients, max_relative_difference, run_chains
+from hspace.train import (DiscoveryModules, DiscoveryTrainer, compute_gradients, generator_gradients,
+                          max_relative_difference, run_chains)
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +105,22 @@ def test_optimised_training_fills_its_cache_and_is_seeded(model):
     for _ in range(3):
         b.train_step()
     assert all(torch.equal(p, q) for p, q in zip(a.modules.parameters(), b.modules.parameters()))
+
+
+def test_overlapped_recomputation_gives_the_same_gradients_and_restores_threads(model, monkeypatch):
+    cfg = DiscoveryConfig(K=3, S=2.0, M=6, t_stop=300, batch_size=6, keep_graph_steps=1)
+    assert cfg.overlaps() and not cfg.replace(algorithm="checkpointed").overlaps()
+    assert not cfg.replace(compile=True).overlaps()  # torch.compile is not thread-safe
+    modules, batch = _setup(model, cfg)
+    threads = torch.get_num_threads()
+    seen = []  # which threads ran graph steps: the recomputation must leave the main thread
+    step = train.shifted_chain_step
+    monkeypatch.setattr(train, "shifted_chain_step", lambda *a: (seen.append(threading.current_thread().name), step(*a))[1])
+    overlapped = generator_gradients(model, copy.deepcopy(modules), batch, uniform_timesteps(6), cfg)
+    monkeypatch.undo()
+    assert torch.get_num_threads() == threads
+    assert any(name.startswith("hspace-recompute") for name in seen)
+    serial = generator_gradients(model, copy.deepcopy(modules), batch, uniform_timesteps(6), cfg.replace(overlap=False))
+    assert max_relative_difference(overlapped, serial) <= 1e-5  # half the intra-op threads: other rounding only
+    with pytest.raises(ValueError, match="torch.compile is not thread-safe"):
+        cfg.replace(overlap=True, compile=True)
