@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 ALGORITHMS = ("optimised", "checkpointed", "vanilla")
 AUTOCAST = ("auto", "bf16", "off")
-# Optimised without a memory budget keeps the graph of this many final steps: a fixed count, so that
-# peak memory stays flat in M, as Algorithm 1's does.
+# Optimised without a memory budget keeps as many final steps' graphs as fit in the graph memory of
+# this many shifted steps: a fixed budget, so that peak memory stays flat in M, as Algorithm 1's does.
+# (The final steps are plain DDIM steps below t_stop, whose graphs are smaller: more of them fit.)
 OPTIMISED_KEPT_STEPS = 5
 
 
@@ -29,8 +31,8 @@ class DiscoveryConfig:
     direction_init_std: float = 0.0  # 0: zero-initialised output convs (paper); > 0: N(0, std^2) weights
     # How gradients are computed; all give the same gradients for the same draws (see train.py).
     algorithm: str = "optimised"  # or "checkpointed" (Algorithm 1) or "vanilla" (the whole chain's graph)
-    keep_graph_steps: int | None = None  # keep the graph of the last N steps (None: 0, M, or the optimised rule)
-    memory_budget_mb: float | None = None  # optimised: keep as many steps' graphs as fit in this budget
+    keep_graph_steps: int | None = None  # keep the graph of the last N steps (None: 0, M, or the optimised budget)
+    memory_budget_mb: float | None = None  # optimised: keep as many steps' graphs as fit (None: those of 5 shifted steps)
     real_cache: int | None = None  # reuse real chains (x_T, x0) from a cache this big (None: 4 x batch when optimised)
     real_refresh: float = 0.25  # share of each batch drawn fresh when the cache is on
     autocast: str = "auto"  # "bf16": the frozen UNet in bfloat16 (auto: on CUDA when optimised); "off"
@@ -70,18 +72,25 @@ class DiscoveryConfig:
         if problems:
             raise ValueError("; ".join(problems))
 
-    def kept_steps(self, step_graph_mb: float | None = None) -> int:
-        """How many final steps keep their autograd graph: all for vanilla, none for Algorithm 1,
-        and for optimised those that fit ``memory_budget_mb`` given one step's graph size."""
+    def kept_steps(self, step_graph_mb: Sequence[float] | None = None) -> int:
+        """How many final steps keep their autograd graph: all for vanilla, none for Algorithm 1, and
+        for optimised as many final steps as fit the memory budget, ``step_graph_mb[i]`` being the
+        MB step i's graph takes (the trainer measures them; without them, a fixed 5 steps)."""
         if self.keep_graph_steps is not None:
             return self.M if self.algorithm == "vanilla" else self.keep_graph_steps
         if self.algorithm != "optimised":
             return self.M if self.algorithm == "vanilla" else 0
-        if self.memory_budget_mb is None:
-            return min(self.M, OPTIMISED_KEPT_STEPS)
         if step_graph_mb is None:
-            raise ValueError("memory_budget_mb needs the size of one step's graph (DiscoveryTrainer measures it)")
-        return min(self.M, int(self.memory_budget_mb // max(step_graph_mb, 1e-9)))
+            if self.memory_budget_mb is not None:
+                raise ValueError("memory_budget_mb needs the size of each step's graph (DiscoveryTrainer measures them)")
+            return min(self.M, OPTIMISED_KEPT_STEPS)
+        budget = OPTIMISED_KEPT_STEPS * max(step_graph_mb) if self.memory_budget_mb is None else self.memory_budget_mb
+        kept, used = 0, 0.0
+        for mb in reversed(step_graph_mb):
+            if used + mb > budget:
+                break
+            kept, used = kept + 1, used + mb
+        return kept
 
     def overlaps(self) -> bool:
         """Whether recomputation runs on a second thread, overlapping the backward of the step after."""

@@ -220,22 +220,28 @@ class DiscoveryTrainer:
 
     @property
     def kept_steps(self) -> int:
-        """Steps whose graph the first pass keeps; with a memory budget, measured once."""
+        """Steps whose graph the first pass keeps; for a memory budget, each step's graph is measured once."""
         if self._kept is None:
-            graph_mb = self.step_graph_mb() if self.cfg.memory_budget_mb is not None and self.cfg.keep_graph_steps is None else None
-            self._kept = self.cfg.kept_steps(graph_mb)
+            budgeted = self.cfg.algorithm == "optimised" and self.cfg.keep_graph_steps is None
+            self._kept = self.cfg.kept_steps(self.step_graphs_mb() if budgeted else None)
         return self._kept
 
-    def step_graph_mb(self) -> float:
-        """MB of autograd state one shifted-chain step keeps at this process's batch size."""
+    def step_graphs_mb(self) -> list[float]:
+        """MB of autograd state each step of the chain keeps at this process's batch size: measured on
+        one shifted (asymmetric) step and, if the chain has any, one plain DDIM step, which is smaller."""
         m, n = self.model, self.local_batch_size
         g = torch.Generator().manual_seed(0)  # not the training draws: measuring must not shift them
         x = torch.randn(n, m.in_channels, m.image_size, m.image_size, generator=g).to(self.device).requires_grad_()
         k, s = torch.randint(0, self.cfg.K, (n,), generator=g).to(self.device), torch.ones(n, device=self.device)
         steps = chain_alpha_bars(self.model.alphas_cumprod, self.timesteps)
         frozen = [*self.model.parameters(), *self.model.buffers(), *self.modules.parameters()]
-        run = lambda: shifted_chain_step(self.model, self.modules.shift_block, x, *steps[0], [(k, s)], self.cfg.t_stop)  # noqa: E731
-        return saved_tensors_mb(run, exclude=frozen) + x.nbytes / 2**20
+        sizes = {}
+        for step in (steps[0], steps[-1]):
+            shifted = step[0] >= self.cfg.t_stop
+            if shifted not in sizes:
+                run = lambda: shifted_chain_step(self.model, self.modules.shift_block, x, *step, [(k, s)], self.cfg.t_stop)  # noqa: B023, E731
+                sizes[shifted] = saved_tensors_mb(run, exclude=frozen) + x.nbytes / 2**20
+        return [sizes[t >= self.cfg.t_stop] for t, _, _ in steps]
 
     def draw(self, batch_size: int | None = None):
         """x_T ~ N(0, I), k ~ U{0..K-1}, s ~ U[-S, S], one per sample: the global batch is drawn

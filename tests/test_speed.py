@@ -68,14 +68,19 @@ def test_cache_is_a_ring_that_refreshes_a_share_of_each_batch():
 
 
 def test_memory_budget_sets_the_kept_steps(model):
-    cfg = DiscoveryConfig(K=3, S=2.0, M=5, t_stop=400, batch_size=4)
-    probe = DiscoveryTrainer(model, cfg)
-    step_mb = probe.step_graph_mb()
-    assert step_mb > 0
-    assert DiscoveryTrainer(model, cfg.replace(batch_size=8)).step_graph_mb() == pytest.approx(2 * step_mb, rel=0.1)
-    for budget, kept in [(0.0, 0), (2.5 * step_mb, 2), (100 * step_mb, 5)]:
+    cfg = DiscoveryConfig(K=3, S=2.0, M=5, t_stop=400, batch_size=4)  # timesteps 800 600 400 | 200 0
+    sizes = DiscoveryTrainer(model, cfg).step_graphs_mb()
+    shifted, plain = sizes[0], sizes[-1]
+    assert sizes == [shifted] * 3 + [plain] * 2 and 0 < plain < shifted  # a plain step decodes once
+    assert DiscoveryTrainer(model, cfg.replace(batch_size=8)).step_graphs_mb()[0] == pytest.approx(2 * shifted, rel=0.1)
+    budgets = [(0.0, 0), (plain, 1), (2 * plain + 0.5 * shifted, 2), (2 * plain + 1.5 * shifted, 3), (100 * shifted, 5)]
+    for budget, kept in budgets:  # from the last step back, as many as fit
         assert DiscoveryTrainer(model, cfg.replace(memory_budget_mb=budget)).kept_steps == kept
-    assert DiscoveryTrainer(model, cfg.replace(M=7)).kept_steps == 5  # optimised without a budget: a fixed 5
+    # Optimised without a budget: the graphs of 5 shifted steps, which hold more than 5 plain steps.
+    long = DiscoveryTrainer(model, cfg.replace(M=20))
+    assert long.kept_steps == int(5 * max(long.step_graphs_mb()) // min(long.step_graphs_mb())) > 5
+    assert DiscoveryTrainer(model, cfg).kept_steps == 5
+    assert DiscoveryTrainer(model, cfg.replace(keep_graph_steps=2)).kept_steps == 2
     assert DiscoveryTrainer(model, cfg.replace(algorithm="checkpointed")).kept_steps == 0
     assert DiscoveryTrainer(model, cfg.replace(algorithm="vanilla")).kept_steps == 5
 
