@@ -75,7 +75,8 @@ class DiscoveryConfig:
     def kept_steps(self, step_graph_mb: Sequence[float] | None = None) -> int:
         """How many final steps keep their autograd graph: all for vanilla, none for Algorithm 1, and
         for optimised as many final steps as fit the memory budget, ``step_graph_mb[i]`` being the
-        MB step i's graph takes (the trainer measures them; without them, a fixed 5 steps)."""
+        MB step i's graph takes (the trainer measures them; without them, a fixed 5 steps), with
+        room for the overlapped recomputation of the step before them."""
         if self.keep_graph_steps is not None:
             return self.M if self.algorithm == "vanilla" else self.keep_graph_steps
         if self.algorithm != "optimised":
@@ -85,12 +86,13 @@ class DiscoveryConfig:
                 raise ValueError("memory_budget_mb needs the size of each step's graph (DiscoveryTrainer measures them)")
             return min(self.M, OPTIMISED_KEPT_STEPS)
         budget = OPTIMISED_KEPT_STEPS * max(step_graph_mb) if self.memory_budget_mb is None else self.memory_budget_mb
-        kept, used = 0, 0.0
-        for mb in reversed(step_graph_mb):
-            if used + mb > budget:
-                break
-            kept, used = kept + 1, used + mb
-        return kept
+
+        def peak_mb(kept: int) -> float:  # with overlap, the next step's recomputation starts while they live
+            first_kept = self.M - kept
+            in_flight = step_graph_mb[first_kept - 1] if self.overlaps() and first_kept > 0 else 0.0
+            return sum(step_graph_mb[first_kept:]) + in_flight
+
+        return max((kept for kept in range(self.M + 1) if peak_mb(kept) <= budget), default=0)
 
     def overlaps(self) -> bool:
         """Whether recomputation runs on a second thread, overlapping the backward of the step after."""

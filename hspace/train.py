@@ -86,7 +86,8 @@ def run_chains(model, shift_block, x_T, edits, timesteps, t_stop, kept_steps, x0
 
     ``x0_cached`` [n]: the real chains' results for the last n samples of ``x_T``, known from an
     earlier step (the real chain depends on nothing trainable), so only the others run.
-    ``fuse_real``: in kept steps too, run the real chain in the shifted chain's UNet calls.
+    ``fuse_real``: in kept steps too, run the real chain in the shifted chain's UNet calls, when
+    the cache serves part of the batch (those few fresh samples cost less there than in a call apart).
     """
     steps = chain_alpha_bars(model.alphas_cumprod, timesteps)
     first_kept = len(steps) - kept_steps
@@ -102,7 +103,7 @@ def run_chains(model, shift_block, x_T, edits, timesteps, t_stop, kept_steps, x0
         if i == first_kept:
             tail_input = x_shift.detach().requires_grad_(i > 0)  # x_T itself needs no gradient
             x_shift = tail_input
-        if n_fresh and fuse_real:
+        if n_fresh and fuse_real and x0_cached is not None:
             x_real, x_shift = _paired_step(model, shift_block, x_real, x_shift, t, abar_t, abar_prev, edits, t_stop, shared=i == 0)
             continue
         if n_fresh:

@@ -37,7 +37,7 @@ def _gradients(model, modules, batch, cfg, x0_cached=None):
 
 
 def test_cached_real_chains_give_the_same_gradients(model):
-    cfg = DiscoveryConfig(K=3, S=2.0, M=4, t_stop=400, batch_size=6)
+    cfg = DiscoveryConfig(K=3, S=2.0, M=4, t_stop=400, batch_size=6, keep_graph_steps=0)  # fusing aside (below)
     modules, batch = _setup(model, cfg)
     with torch.no_grad():  # the real chains of the last 4 samples, as an earlier step computed them
         x0_real = run_chains(model, modules.shift_block, batch[0], [(batch[1], batch[2])], uniform_timesteps(4), 400, 0).x0_real
@@ -47,6 +47,28 @@ def test_cached_real_chains_give_the_same_gradients(model):
     assert max_relative_difference(cached, fresh) <= 1e-5
     wrong = _gradients(model, copy.deepcopy(modules), batch, cfg, x0_cached=x0_real[2:].flip(0))
     assert max_relative_difference(wrong, fresh) > 1e-3  # the cached x0 really is used
+
+
+def test_fresh_real_chains_fused_into_kept_steps_give_the_same_chains(model, monkeypatch):
+    cfg = DiscoveryConfig(K=3, S=2.0, M=4, t_stop=400, batch_size=6)
+    modules, (x_T, k, s) = _setup(model, cfg)
+    args = (model, modules.shift_block, x_T, [(k, s)], uniform_timesteps(4), 400)
+    with torch.no_grad():
+        x0_cached = run_chains(*args, kept_steps=0).x0_real[2:]
+    calls = []
+    encode = model.encode
+    monkeypatch.setattr(model, "encode", lambda *a: (calls.append(len(a[0])), encode(*a))[1])
+    apart = run_chains(*args, kept_steps=3, x0_cached=x0_cached)
+    assert calls == [6, 2, 6, 2, 6, 2, 6]  # step 0 shares x_T's encoding; then 2 fresh real chains apart
+    calls.clear()
+    fused = run_chains(*args, kept_steps=3, x0_cached=x0_cached, fuse_real=True)
+    assert calls == [6, 8, 8, 8]  # ... or in the shifted chain's call
+    assert not fused.x0_real.requires_grad  # the real chain rides along detached
+    for a, b in [(fused.x0_real, apart.x0_real), (fused.x0_shift, apart.x0_shift)]:
+        assert (a - b).abs().max() <= 1e-5 * b.abs().max()  # other batches, other rounding only
+    (grad_fused,) = torch.autograd.grad(fused.x0_shift.sum(), fused.tail_input)
+    (grad_apart,) = torch.autograd.grad(apart.x0_shift.sum(), apart.tail_input)
+    assert torch.allclose(grad_fused, grad_apart, rtol=1e-5, atol=1e-6)
 
 
 def test_cache_is_a_ring_that_refreshes_a_share_of_each_batch():
@@ -73,11 +95,16 @@ def test_memory_budget_sets_the_kept_steps(model):
     shifted, plain = sizes[0], sizes[-1]
     assert sizes == [shifted] * 3 + [plain] * 2 and 0 < plain < shifted  # a plain step decodes once
     assert DiscoveryTrainer(model, cfg.replace(batch_size=8)).step_graphs_mb()[0] == pytest.approx(2 * shifted, rel=0.1)
+    serial = cfg.replace(overlap=False)
     budgets = [(0.0, 0), (plain, 1), (2 * plain + 0.5 * shifted, 2), (2 * plain + 1.5 * shifted, 3), (100 * shifted, 5)]
     for budget, kept in budgets:  # from the last step back, as many as fit
-        assert DiscoveryTrainer(model, cfg.replace(memory_budget_mb=budget)).kept_steps == kept
+        assert DiscoveryTrainer(model, serial.replace(memory_budget_mb=budget)).kept_steps == kept
+    # Overlapped, the recomputation of the step before the kept ones starts while they live: it needs room too.
+    budgets = [(plain, 0), (2 * plain, 1), (2 * plain + 1.5 * shifted, 2), (2 * plain + 2.5 * shifted, 3), (2 * plain + 3 * shifted, 5)]
+    for budget, kept in budgets:
+        assert DiscoveryTrainer(model, cfg.replace(memory_budget_mb=budget * 1.001)).kept_steps == kept
     # Optimised without a budget: the graphs of 5 shifted steps, which hold more than 5 plain steps.
-    long = DiscoveryTrainer(model, cfg.replace(M=20))
+    long = DiscoveryTrainer(model, serial.replace(M=20))
     assert long.kept_steps == int(5 * max(long.step_graphs_mb()) // min(long.step_graphs_mb())) > 5
     assert DiscoveryTrainer(model, cfg).kept_steps == 5
     assert DiscoveryTrainer(model, cfg.replace(keep_graph_steps=2)).kept_steps == 2
