@@ -43,6 +43,7 @@ class BenchRecord:
     device: str = "cpu"
     speed_vs_vanilla: float | None = None  # images/s over vanilla's at the same M, same run
     memory_vs_vanilla: float | None = None
+    speed_vs_checkpointed: float | None = None  # images/s over Algorithm 1's at the same M, same run
     kept_steps: int | None = None  # steps whose autograd graph the first pass keeps
 
 
@@ -126,25 +127,30 @@ def run_bench(preset: str, steps: list[int], batch_size: int | None = None, mode
     if unknown:
         raise ValueError(f"unknown algorithm(s) {sorted(unknown)}: choose from {', '.join(ALGORITHMS)}")
     records = []
-    log(f"{'algorithm':>13} {'M':>4} {'batch':>5} {'kept':>4} {'peak MB':>9} {'img/s':>8} {'x vanilla':>9} {'grad diff':>10}")
+    log(f"{'algorithm':>13} {'M':>4} {'batch':>5} {'kept':>4} {'peak MB':>9} {'img/s':>8} {'x vanilla':>9} {'x ckpt':>7} {'grad diff':>10}")
     for M in steps:
         # Gradients are compared on a batch of 8 whatever the timing batch: BatchNorm over 2 or 3
         # samples is so ill-conditioned that rounding alone moves some gradients by 1e-4.
         grads = gradient_agreement(model, preset, M, GRAD_CHECK_BATCH, device, algorithms)
-        vanilla = None
-        for name in sorted(algorithms, key=lambda a: a != "vanilla"):  # vanilla first: the others' reference
+        vanilla = checkpointed = None
+        for name in sorted(algorithms, key=lambda a: (a != "vanilla", a != "checkpointed")):  # the references first
             args = dict(model_source=model, preset=preset, algorithm=name, M=M, batch_size=batch_size, repeats=repeats, device=device)
             res = measure_case(**args) if device.startswith("cuda") else _run_isolated(args)
             rec = BenchRecord(name, M, batch_size, round(res["peak_mem_mb"], 1), round(res["images_per_s"], 3), grads[name], device,
                               kept_steps=res["kept_steps"])  # fmt: skip
             vanilla = vanilla or (rec if name == "vanilla" else None)
+            checkpointed = checkpointed or (rec if name == "checkpointed" else None)
             if vanilla is not None:
                 rec.speed_vs_vanilla = round(rec.images_per_s / vanilla.images_per_s, 3)
                 rec.memory_vs_vanilla = round(rec.peak_mem_mb / vanilla.peak_mem_mb, 3)
+            if checkpointed is not None:
+                rec.speed_vs_checkpointed = round(rec.images_per_s / checkpointed.images_per_s, 3)
             records.append(rec)
-            ratio = f"{rec.speed_vs_vanilla:>9.2f}" if rec.speed_vs_vanilla is not None else f"{'-':>9}"
-            log(f"{name:>13} {M:>4} {batch_size:>5} {rec.kept_steps:>4} {rec.peak_mem_mb:>9.1f} {rec.images_per_s:>8.2f} {ratio} "
+            ratios = [f"{r:>{w}.2f}" if r is not None else f"{'-':>{w}}" for r, w in [(rec.speed_vs_vanilla, 9), (rec.speed_vs_checkpointed, 7)]]
+            log(f"{name:>13} {M:>4} {batch_size:>5} {rec.kept_steps:>4} {rec.peak_mem_mb:>9.1f} {rec.images_per_s:>8.2f} {' '.join(ratios)} "
                 f"{rec.max_rel_grad_diff:>10.2e}")  # fmt: skip
+        if checkpointed is not None and vanilla is not None:  # vanilla ran before Algorithm 1 was there to compare with
+            vanilla.speed_vs_checkpointed = round(vanilla.images_per_s / checkpointed.images_per_s, 3)
     return records
 
 

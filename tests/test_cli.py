@@ -15,6 +15,9 @@ def test_bench_writes_records_and_plot(tmp_path, capsys):
     for r in records:
         assert {"algorithm", "M", "batch_size", "peak_mem_mb", "images_per_s", "max_rel_grad_diff"} <= set(r)
         assert r["max_rel_grad_diff"] <= 1e-5 and r["peak_mem_mb"] > 0 and r["images_per_s"] > 0
+        same_m = {q["algorithm"]: q for q in records if q["M"] == r["M"]}  # ratios to the references at the same M
+        assert r["speed_vs_checkpointed"] == round(r["images_per_s"] / same_m["checkpointed"]["images_per_s"], 3)
+        assert r["speed_vs_vanilla"] == round(r["images_per_s"] / same_m["vanilla"]["images_per_s"], 3)
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
