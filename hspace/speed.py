@@ -1,5 +1,6 @@
-"""The optimised algorithm's parts: a cache of real chains, graph sizes for a memory budget, and a
-frozen UNet run in bfloat16 / channels_last / compiled. None of them changes what is estimated."""
+"""The optimised algorithm's parts: a cache of real chains, graph sizes for a memory budget, a second
+thread to overlap work, and a frozen UNet run in bfloat16 / channels_last / compiled. None of them
+changes what is estimated."""
 from __future__ import annotations
 
 import math

@@ -4,9 +4,9 @@ Both algorithms compute the same gradients. Algorithm 1 runs the chain once with
 recording the shifted chain's inputs ("nodes"), then recomputes it one step at a time from the
 last node back to x_T, passing dL/dnode backwards: memory is one step's activations plus M nodes.
 ``keep_graph_steps = N`` keeps the graph of the last N steps from the first pass instead of
-recomputing them (N = M is the vanilla algorithm). The optimised algorithm is Algorithm 1 with a
-few steps kept (or as many as a memory budget allows), cached real chains, and on CUDA a bfloat16
-frozen UNet (see speed.py).
+recomputing them (N = M is the vanilla algorithm). The optimised algorithm is Algorithm 1 with as
+many steps kept as a memory budget allows, cached real chains, each recomputation overlapping the
+backward of the step after it on a second thread, and on CUDA a bfloat16 frozen UNet (see speed.py).
 """
 from __future__ import annotations
 
