@@ -146,7 +146,7 @@ def add_config_overrides(p: argparse.ArgumentParser) -> None:
 
     for f in fields(DiscoveryConfig):
         flag, help = f"--{f.name.replace('_', '-')}", f"override the preset's {f.name}"
-        if f.type.removesuffix(" | None") == "bool":
+        if f.type == "bool":
             p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help)
             continue
         kind = {"int": int, "float": float, "str": str}[f.type.removesuffix(" | None")]

@@ -38,7 +38,7 @@ class DiscoveryConfig:
     autocast: str = "auto"  # "bf16": the frozen UNet in bfloat16 (auto: on CUDA when optimised); "off"
     channels_last: bool = False  # the frozen UNet in channels_last memory format
     compile: bool = False  # torch.compile the frozen UNet's encoder and decoder
-    overlap: bool | None = None  # recompute the next step on a second thread during a backward (None: when optimised)
+    overlap: bool = False  # optimised: recompute the next step on a second thread during a backward (see speed.Overlap)
     seed: int = 0
 
     def __post_init__(self):
@@ -67,7 +67,7 @@ class DiscoveryConfig:
             problems.append(f"real_refresh={self.real_refresh}: choose a share in (0, 1]")
         if self.autocast not in AUTOCAST:
             problems.append(f"autocast={self.autocast!r}: choose one of {', '.join(AUTOCAST)}")
-        if self.overlap and self.compile:
+        if self.overlap and self.compile:  # pytorch/pytorch#105943
             problems.append("overlap with compile: torch.compile is not thread-safe; drop --overlap or --compile")
         if problems:
             raise ValueError("; ".join(problems))
@@ -96,9 +96,7 @@ class DiscoveryConfig:
 
     def overlaps(self) -> bool:
         """Whether recomputation runs on a second thread, overlapping the backward of the step after."""
-        if self.overlap is None:  # torch.compile is not thread-safe (pytorch/pytorch#105943)
-            return self.algorithm == "optimised" and not self.compile
-        return self.overlap
+        return self.overlap and self.algorithm == "optimised"
 
     @property
     def real_cache_size(self) -> int:

@@ -59,11 +59,12 @@ class RealChainCache:
 
 
 class Overlap:
-    """A second thread to run work beside this one, each with half the intra-op threads: two
-    streams of small kernels keep the cores busier than one stream with all the threads, but
-    both streams with all the threads oversubscribe the cores and lose (measured, docs/benchmarks.md)."""
+    """A second thread to run work beside this one, each with half the intra-op threads (two streams
+    with all of them oversubscribe the cores). Pays where small convolutions scale poorly over
+    threads (the 16x16 `tiny` preset: 1-7%), loses where they scale well (32x32 MNIST at batch 16:
+    27% slower), so it is off by default (docs/benchmarks.md). The thread count is restored on exit."""
 
-    def __enter__(self) -> "Overlap":
+    def __enter__(self) -> Overlap:
         self.threads = torch.get_num_threads()
         half = max(1, self.threads // 2)
         torch.set_num_threads(half)
