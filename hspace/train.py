@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -143,8 +144,8 @@ def compute_gradients(model, modules, opt_d, x_T, k, s, timesteps, cfg: Discover
     steps = chain_alpha_bars(model.alphas_cumprod, timesteps)
     edits = [(k, s)]
     kept = cfg.kept_steps() if kept is None else kept
-    optimised = cfg.algorithm == "optimised"
-    chains = run_chains(model, modules.shift_block, x_T, edits, timesteps, cfg.t_stop, kept, x0_cached, fuse_real=optimised)
+    fuse_real = cfg.algorithm == "optimised"
+    chains = run_chains(model, modules.shift_block, x_T, edits, timesteps, cfg.t_stop, kept, x0_cached, fuse_real)
 
     def recompute(i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Step i of the shifted chain again from its node, with graph (lines 19-24 / 31-33)."""
@@ -240,7 +241,7 @@ class DiscoveryTrainer:
         for step in (steps[0], steps[-1]):
             shifted = step[0] >= self.cfg.t_stop
             if shifted not in sizes:
-                run = lambda: shifted_chain_step(self.model, self.modules.shift_block, x, *step, [(k, s)], self.cfg.t_stop)  # noqa: B023, E731
+                run = partial(shifted_chain_step, self.model, self.modules.shift_block, x, *step, [(k, s)], self.cfg.t_stop)
                 sizes[shifted] = saved_tensors_mb(run, exclude=frozen) + x.nbytes / 2**20
         return [sizes[t >= self.cfg.t_stop] for t, _, _ in steps]
 
