@@ -15,6 +15,13 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers like 5,10,20, got {text!r}") from None
 
 
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0.5,1, got {text!r}") from None
+
+
 def cmd_bench(args) -> int:
     from .bench import run_bench, write_results
 
@@ -22,6 +29,30 @@ def cmd_bench(args) -> int:
     if args.json:
         path, png = write_results(records, args.json)
         print(f"wrote {path} and {png}")
+    return 0
+
+
+def cmd_probe(args) -> int:
+    from .artifacts import atomic_write
+    from .backends import load_model
+    from .probe import probe_liveness
+
+    if args.json is not None and Path(args.json).is_dir():
+        raise ValueError(f"--json {args.json} is a folder: give a file path, e.g. probe.json")
+    model = load_model(args.model, args.model_flags).to(args.device)
+    report = probe_liveness(model, M=args.M, t_stop=args.t_stop, batch=args.batch_size, sizes=args.sizes, skips=not args.quick,
+                            seed=args.seed)  # fmt: skip
+    print(f"gain = top singular value of d eps / d feature x |feature| / |eps| (mean over {args.batch_size} samples); "
+          "x0 gain: the same for the predicted x0")
+    print(report.table())
+    for name, table in (("random", report.delta_x0_random), ("top singular", report.delta_x0_top)):
+        cells = ", ".join(f"{size} x |h|: {d:.4f}" for size, d in table.items())
+        print(f"mean |delta x0| for {name} h directions, t >= {report.t_stop}: {cells}")
+    print(report.verdict)
+    if args.json:
+        text = json.dumps(report.to_dict(), indent=2)
+        atomic_write(args.json, lambda tmp: Path(tmp).write_text(text))
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -42,7 +73,7 @@ def cmd_train_dm(args) -> int:
 
 
 def cmd_discover(args) -> int:
-    from .config import DiscoveryConfig
+    from .config import RECIPES, DiscoveryConfig
     from .discover import discover
     from .presets import run_preset
 
@@ -52,10 +83,13 @@ def cmd_discover(args) -> int:
         dm, cfg = saved["model"]["source"], DiscoveryConfig(**saved["config"])
     else:
         dm, cfg = run_preset(args.preset)
+        if args.recipe is not None:
+            cfg = cfg.replace(**RECIPES[args.recipe])
     overrides = {f.name: getattr(args, f.name) for f in fields(DiscoveryConfig) if getattr(args, f.name) is not None}
     cfg = cfg.replace(**overrides)
     folder = discover(args.model or dm, cfg, out, flags=args.model_flags, resume=args.resume, grid_every=args.grid_every,
-                      checkpoint_every=args.checkpoint_every, device=args.device)  # fmt: skip
+                      checkpoint_every=args.checkpoint_every, rca_every=args.rca_every, rca_pairs=args.rca_pairs,
+                      device=args.device)  # fmt: skip
     print(f"run folder: {folder}  (look at it: hspace show {folder})")
     return 0
 
@@ -178,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint, with its settings")
     p.add_argument("--grid-every", type=int, default=200, help="write a direction grid every N steps (0: never)")
     p.add_argument("--checkpoint-every", type=int, default=25)
+    p.add_argument("--recipe", choices=["hspace", "paper"], default=None,
+                   help="hspace's recipe (the default) or the paper's (one lr, lambda1 = lambda2 = 0.1, no minimum shift) "
+                   "over the preset; single settings below override it")  # fmt: skip
+    p.add_argument("--rca-every", type=int, default=50, help="held-out RCA on fixed pairs every N steps (0: never; default 50)")
+    p.add_argument("--rca-pairs", type=int, default=256, help="held-out pairs for that RCA (default 256)")
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
     add_config_overrides(p)
     p.set_defaults(func=cmd_discover)
@@ -237,6 +276,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("probe", help="how strongly a model's decoder reads h: run it before any discovery")
+    p.add_argument("model", help="'default', a model preset, a .safetensors/.pt file or a diffusers folder")
+    p.add_argument("--model-flags", default=None, help="JSON of guided-diffusion flags for a .pt checkpoint")
+    p.add_argument("--M", type=int, default=10, help="DDIM steps of the probed chain (default 10)")
+    p.add_argument("--t-stop", type=int, default=400, help="shifts apply for t >= t_stop (default 400)")
+    p.add_argument("--batch-size", type=int, default=8, help="samples probed (default 8)")
+    p.add_argument("--sizes", type=_float_list, default=[0.25, 0.5, 1.0], help="shift sizes relative to |h| (default 0.25,0.5,1)")
+    p.add_argument("--quick", action="store_true", help="leave out the skips' gains (the slowest part)")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser("train-dm", help="train a diffusion model (ADM UNet) on a dataset")
     p.add_argument("--preset", default="MNIST32-small", help="model architecture preset")

@@ -13,17 +13,29 @@ AUTOCAST = ("auto", "bf16", "off")
 OPTIMISED_KEPT_STEPS = 5
 
 
+# The paper's recipe (section 4, Table 4): one Adam lr for all parts, lambda1 = lambda2 = 0.1, k and s
+# uniform per sample, zero-initialised directions. Apply it over any preset with ``--recipe paper``.
+PAPER_RECIPE = dict(lambda1=0.1, lambda2=0.1, lr=1e-3, shift_lr=None, reconstructor_lr=None, discriminator_lr=None,
+                    min_shift=0.0, balanced_k=False, direction_init_std=0.0)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class DiscoveryConfig:
     """One discovery run, named in the paper as ``<DM>-<t_stop>-<M>-<K>-<S>``."""
 
     K: int = 32  # number of directions
-    S: float = 5.0  # shifts are drawn from U[-S, S]
+    S: float = 5.0  # shifts are drawn from U[-S, S] (with |s| >= min_shift)
     M: int = 20  # DDIM steps of the generative chain
     t_stop: int = 400  # asymmetric steps for t >= t_stop (the shifting interval [T, t_stop])
-    lambda1: float = 0.1  # weight of the direction-index cross-entropy
-    lambda2: float = 0.1  # weight of the shift-magnitude L1
-    lr: float = 1e-3  # Adam, default betas, for all three trained parts
+    # The recipe. The defaults are hspace's (docs/discovery.md); PAPER_RECIPE holds the paper's.
+    lambda1: float = 1.0  # weight of the direction-index cross-entropy (paper: 0.1)
+    lambda2: float = 0.25  # weight of the shift-magnitude L1 (paper: 0.1)
+    lr: float = 1e-3  # Adam, default betas: the learning rate of every part without one of its own
+    shift_lr: float | None = 1e-2  # the shift block's (None: lr; paper: one lr for all)
+    reconstructor_lr: float | None = None  # the reconstructor's (None: lr)
+    discriminator_lr: float | None = None  # the discriminator's (None: lr)
+    min_shift: float = 0.5  # |s| is drawn from [min_shift, S] with a random sign (paper: 0)
+    balanced_k: bool = True  # each direction index equally often in every batch (paper: k ~ U{0..K-1} per sample)
     batch_size: int = 128
     train_steps: int = 3000
     reconstructor: str = "lenet"  # "lenet" (MNIST, Anime) or "resnet18" (CelebA-HQ, AFHQ)
@@ -53,6 +65,12 @@ class DiscoveryConfig:
             problems.append("batch_size must be >= 1 and train_steps >= 0")
         if self.algorithm not in ALGORITHMS:
             problems.append(f"algorithm={self.algorithm!r}: choose one of {', '.join(ALGORITHMS)}")
+        for name in ("lr", "shift_lr", "reconstructor_lr", "discriminator_lr"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                problems.append(f"{name}={value}: give a learning rate > 0")
+        if not 0 <= self.min_shift < self.S:
+            problems.append(f"min_shift={self.min_shift}: choose 0 <= min_shift < S ({self.S})")
         if not self.direction_init_std >= 0:
             problems.append(f"direction_init_std={self.direction_init_std}: give a standard deviation >= 0 (0 is the paper's zero init)")
         if self.discriminator_init not in ("random", "pretrained"):
@@ -71,6 +89,11 @@ class DiscoveryConfig:
             problems.append("overlap with compile: torch.compile is not thread-safe; drop --overlap or --compile")
         if problems:
             raise ValueError("; ".join(problems))
+
+    def part_lr(self, part: str) -> float:
+        """The Adam learning rate of ``part``: "shift_block", "reconstructor" or "discriminator"."""
+        own = {"shift_block": self.shift_lr, "reconstructor": self.reconstructor_lr, "discriminator": self.discriminator_lr}[part]
+        return self.lr if own is None else own
 
     def kept_steps(self, step_graph_mb: Sequence[float] | None = None) -> int:
         """How many final steps keep their autograd graph: all for vanilla, none for Algorithm 1, and
@@ -112,3 +135,10 @@ class DiscoveryConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# Named recipes: the same settings, the paper's values and hspace's defaults.
+RECIPES: dict[str, dict] = {
+    "hspace": {name: f.default for name, f in DiscoveryConfig.__dataclass_fields__.items() if name in PAPER_RECIPE},
+    "paper": PAPER_RECIPE,
+}

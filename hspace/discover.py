@@ -13,11 +13,14 @@ from .artifacts import atomic_write
 from .backends import load_model
 from .config import DiscoveryConfig
 from .distributed import Distributed
+from .monitor import HeldOutPairs
 from .run import model_reference, save_parts
 from .train import DiscoveryTrainer
 from .viz import direction_sweep, magnitudes, save_grid
 
-LOG_FIELDS = ["step", "loss_d", "loss_g", "loss_r", "acc", "rca_running", "seconds"]
+LOG_FIELDS = ["step", "loss_d", "loss_g", "loss_r", "acc", "rca_running", "rca_heldout", "shift_mae_heldout", "live_units",
+              "grad_g", "grad_ce", "grad_l1", "seconds"]  # fmt: skip
+PLOTTED = ("loss_d", "loss_g", "loss_r", "acc", "rca_running", "rca_heldout", "live_units", "grad_g", "grad_ce", "grad_l1")
 # Settings that may change when resuming (how long to train, how gradients are computed); anything
 # else must match the run.
 RESUMABLE_CHANGES = {"train_steps", "algorithm", "keep_graph_steps", "memory_budget_mb", "autocast", "channels_last", "compile", "overlap"}
@@ -48,11 +51,12 @@ class RunLogger:
             self.tb = None
 
     def log(self, row: dict) -> None:
-        self.csv.writerow({k: row[k] for k in LOG_FIELDS})
+        self.csv.writerow({k: row.get(k, "") for k in LOG_FIELDS})  # held-out figures only every rca_every steps
         self.file.flush()
         if self.tb is not None:
-            for k in ("loss_d", "loss_g", "loss_r", "acc", "rca_running"):
-                self.tb.add_scalar(k, row[k], row["step"])
+            for k in PLOTTED:
+                if k in row:
+                    self.tb.add_scalar(k, row[k], row["step"])
 
     def close(self) -> None:
         self.file.close()
@@ -117,13 +121,19 @@ def discover(
     resume: bool = False,
     grid_every: int = 200,
     checkpoint_every: int = 25,
+    rca_every: int = 50,
+    rca_pairs: int = 256,
     device: str = "cpu",
     progress: bool = True,
 ) -> Path:
     """Train the shift block, reconstructor and discriminator; everything lands in ``out``.
 
-    Under torchrun every process trains on its share of each batch and process 0 writes the run.
+    Every ``rca_every`` steps (0: never) the held-out RCA on ``rca_pairs`` fixed pairs is measured,
+    with the loss terms' gradient norms at x~0. Under torchrun every process trains on its share of
+    each batch and process 0 writes the run.
     """
+    if rca_every < 0 or rca_pairs < 1:
+        raise ValueError(f"rca_every={rca_every}, rca_pairs={rca_pairs}: give rca_every >= 0 (0: never) and rca_pairs >= 1")
     out = Path(out)
     if not resume and (out / "checkpoint.pt").exists():
         raise ValueError(f"{out} already holds a discovery run: pass --resume to continue it, or choose another --out")
@@ -136,15 +146,26 @@ def discover(
         out.mkdir(parents=True, exist_ok=True)
     rca = load_checkpoint(out, trainer) if resume else 0.0
     logger = RunLogger(out, trainer.step) if main else None
+    held_out = HeldOutPairs(trainer.model, cfg, trainer.timesteps, rca_pairs, device=trainer.device) if main and rca_every else None
     bar = tqdm(total=cfg.train_steps, initial=trainer.step, desc="discover", disable=not (progress and main))
+    if progress and main and trainer.step == 0:
+        bar.write("the first step measures each chain step's memory and fills the real-chain cache: it takes longer")
     start, last_save = time.monotonic(), time.monotonic()
+    held_out_rca = None
     try:
         while trainer.step < cfg.train_steps:
-            metrics = trainer.train_step()
+            monitor = bool(rca_every) and ((trainer.step + 1) % rca_every == 0 or trainer.step + 1 == cfg.train_steps)
+            metrics = trainer.train_step(diagnose=monitor)
             # Running reconstructor accuracy: an exponential average over roughly the last 50 steps.
             rca = metrics["acc"] if trainer.step == 1 else 0.98 * rca + 0.02 * metrics["acc"]
+            if monitor and held_out is not None:
+                metrics.update(held_out.evaluate(trainer.modules.shift_block, trainer.modules.reconstructor))
+                held_out_rca = metrics["rca_heldout"]
             bar.update(1)
-            bar.set_postfix(L_D=f"{metrics['loss_d']:.3f}", L_G=f"{metrics['loss_g']:.3f}", L_R=f"{metrics['loss_r']:.3f}", RCA=f"{rca:.2f}")
+            shown = {"L_D": f"{metrics['loss_d']:.3f}", "L_G": f"{metrics['loss_g']:.3f}", "L_R": f"{metrics['loss_r']:.3f}", "RCA": f"{rca:.2f}"}
+            if held_out_rca is not None:
+                shown["RCA_heldout"] = f"{held_out_rca:.2f}"
+            bar.set_postfix(shown)
             if not main:
                 continue
             logger.log({**metrics, "step": trainer.step, "rca_running": rca, "seconds": round(time.monotonic() - start, 2)})
@@ -160,5 +181,7 @@ def discover(
             logger.close()
     if main and (trainer.step == 0 or not (out / "shift_block.safetensors").exists()):
         save_checkpoint(out, trainer, model_ref, rca)
+    if main and progress and held_out_rca is not None:
+        print(f"held-out RCA {held_out_rca:.3f} on {rca_pairs} fixed pairs (chance {1 / cfg.K:.3f}) at step {trainer.step}")
     dist.barrier()  # no process leaves before the run is written
     return out

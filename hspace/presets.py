@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import DiscoveryConfig
+from .config import PAPER_RECIPE, DiscoveryConfig
 
 # Architectures in guided-diffusion's flag names. Table 3 leaves use_scale_shift_norm and
 # resblock_updown at guided-diffusion's defaults (True, False); MNIST is greyscale here.
@@ -32,11 +32,11 @@ RUN_PRESETS: dict[str, tuple[str, DiscoveryConfig]] = {
     "AFHQ128-400-40-256-2": ("AFHQ128", DiscoveryConfig(K=256, S=2, M=40, t_stop=400, batch_size=64, train_steps=15000,
                                                         reconstructor="resnet18")),
     "tiny": ("tiny", DiscoveryConfig(K=4, S=2, M=5, t_stop=400, batch_size=8, train_steps=20)),
-    # CPU presets on the shipped default MNIST model: the shipped directions, and `make demo` (~10 min on 2 cores).
-    # lr 1e-2, not the paper's 1e-3: with batches of 16-32 and ~1k steps, the zero-initialised directions
-    # stay invisible (out weights ~0.01 after 175 steps at 1e-3); at 1e-2 edits show by step 60.
-    "mnist-cpu": ("default", DiscoveryConfig(K=16, S=5, M=10, t_stop=400, batch_size=32, lr=1e-2, train_steps=1200)),
-    "mnist-demo": ("default", DiscoveryConfig(K=8, S=5, M=8, t_stop=400, batch_size=16, lr=1e-2, train_steps=150)),
+    # CPU presets on the shipped default MNIST model, with hspace's recipe (docs/discovery.md): the shipped
+    # directions, the same with the paper's recipe, and `make demo` (<= 15 min on 2 cores).
+    "mnist-cpu": ("default", DiscoveryConfig(K=16, S=5, M=10, t_stop=400, batch_size=32, train_steps=3000)),
+    "mnist-cpu-paper": ("default", DiscoveryConfig(K=16, S=5, M=10, t_stop=400, batch_size=32, train_steps=3000, **PAPER_RECIPE)),
+    "mnist-demo": ("default", DiscoveryConfig(K=4, S=5, M=5, t_stop=400, batch_size=32, train_steps=600)),
 }  # fmt: skip
 
 ASSETS = Path(__file__).parent / "assets"

@@ -54,6 +54,19 @@ class DiscoveryModules(nn.Module):
         return [*self.shift_block.parameters(), *self.reconstructor.parameters()]
 
 
+def draw_edits(n: int, cfg: DiscoveryConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Direction indices k [n] and magnitudes s [n]: |s| uniform in [min_shift, S] with a random sign
+    (min_shift = 0 is the paper's s ~ U[-S, S]); with ``balanced_k`` every index equally often (+-1)."""
+    if cfg.balanced_k:
+        offset = torch.randint(0, cfg.K, (1,), generator=generator)
+        k = ((torch.arange(n) + offset) % cfg.K)[torch.randperm(n, generator=generator)]
+    else:
+        k = torch.randint(0, cfg.K, (n,), generator=generator)
+    u = torch.rand(n, generator=generator) * 2 - 1  # sign and size from one draw
+    s = u.sign() * (cfg.min_shift + u.abs() * (cfg.S - cfg.min_shift))
+    return k, s
+
+
 def shifted_chain_step(model, shift_block, x, t, abar_t, abar_prev, edits, t_stop) -> torch.Tensor:
     """One step of the shifted chain: asymmetric (Eq. 2) for t >= t_stop, plain DDIM below."""
     eps, eps_hat = shifted_eps(model, x, timestep_batch(t, x), shift_block if t >= t_stop else None, edits)
@@ -120,9 +133,19 @@ def generator_losses(modules: DiscoveryModules, x0_real, x0_shift, k, s, cfg: Di
     d_fake = modules.discriminator(x0_shift)
     loss_g = F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
     logits, shift = modules.reconstructor(x0_real, x0_shift)
-    loss_r = cfg.lambda1 * F.cross_entropy(logits, k) + cfg.lambda2 * F.l1_loss(shift, s)
+    loss_ce, loss_l1 = cfg.lambda1 * F.cross_entropy(logits, k), cfg.lambda2 * F.l1_loss(shift, s)
     acc = (logits.detach().argmax(dim=1) == k).float().mean()
-    return {"loss_g": loss_g, "loss_r": loss_r, "acc": acc}
+    return {"loss_g": loss_g, "loss_ce": loss_ce, "loss_l1": loss_l1, "loss_r": loss_ce + loss_l1, "acc": acc}
+
+
+def loss_gradient_norms(losses: dict[str, torch.Tensor], x0_shift: torch.Tensor) -> dict[str, float]:
+    """|d term / d x~0| for L_G, lambda1 CE and lambda2 L1: which term steers the shifted samples."""
+    terms = ("loss_g", "loss_ce", "loss_l1")
+    norms = {}
+    for t in terms:
+        (g,) = torch.autograd.grad(losses[t], x0_shift, retain_graph=True)
+        norms["grad_" + t.removeprefix("loss_")] = g.norm().item()
+    return norms
 
 
 def discriminator_loss(discriminator: Discriminator, x0_real, x0_shift) -> torch.Tensor:
@@ -134,12 +157,13 @@ def discriminator_loss(discriminator: Discriminator, x0_real, x0_shift) -> torch
 
 
 def compute_gradients(model, modules, opt_d, x_T, k, s, timesteps, cfg: DiscoveryConfig, kept: int | None = None,
-                      x0_cached=None, reduce_gradients=None) -> tuple[dict[str, float], torch.Tensor]:  # fmt: skip
+                      x0_cached=None, reduce_gradients=None, diagnose: bool = False) -> tuple[dict[str, float], torch.Tensor]:  # fmt: skip
     """Update D, then leave dL/dparams of the shift block and reconstructor in their ``.grad``.
 
     Returns the step's metrics and the real chains' x0 (for the cache). ``kept``: steps whose graph
     is kept (default ``cfg.kept_steps()``); ``reduce_gradients(params)``: averages gradients over
-    processes before D's update (data-parallel training).
+    processes before D's update (data-parallel training); ``diagnose``: also the gradient norms of
+    the three loss terms at x~0 (``loss_gradient_norms``).
     """
     steps = chain_alpha_bars(model.alphas_cumprod, timesteps)
     edits = [(k, s)]
@@ -172,6 +196,7 @@ def compute_gradients(model, modules, opt_d, x_T, k, s, timesteps, cfg: Discover
         modules.discriminator.requires_grad_(False)  # L_G trains the generator only
         losses = generator_losses(modules, chains.x0_real, x0_shift, k, s, cfg)
         modules.discriminator.requires_grad_(True)
+        diagnostics = loss_gradient_norms(losses, x0_shift) if diagnose and x0_shift.requires_grad else {}
         inputs = params + ([x_in] if x_in.requires_grad else [])
         torch.autograd.backward(losses["loss_g"] + losses["loss_r"], inputs=inputs)
         grad = x_in.grad
@@ -180,7 +205,7 @@ def compute_gradients(model, modules, opt_d, x_T, k, s, timesteps, cfg: Discover
             ahead = pool.submit(recompute, i - 1) if pool and i > 0 else None
             torch.autograd.backward(out, grad, inputs=params + ([node] if i > 0 else []))
             grad = node.grad
-    metrics = {"loss_d": loss_d.item(), "loss_g": losses["loss_g"].item(), "loss_r": losses["loss_r"].item(), "acc": losses["acc"].item()}
+    metrics = {"loss_d": loss_d.item(), **{name: losses[name].item() for name in ("loss_g", "loss_r", "acc")}, **diagnostics}
     return metrics, chains.x0_real
 
 
@@ -209,8 +234,11 @@ class DiscoveryTrainer:
             self.modules = DiscoveryModules(frozen, cfg).to(device)
         if self.dist.world > 1:
             global_batch_norm(self.modules)
-        self.opt_g = torch.optim.Adam(self.modules.generator_parameters(), lr=cfg.lr)
-        self.opt_d = torch.optim.Adam(self.modules.discriminator.parameters(), lr=cfg.lr)
+        self.opt_g = torch.optim.Adam([
+            {"params": self.modules.shift_block.parameters(), "lr": cfg.part_lr("shift_block")},
+            {"params": self.modules.reconstructor.parameters(), "lr": cfg.part_lr("reconstructor")},
+        ])  # fmt: skip
+        self.opt_d = torch.optim.Adam(self.modules.discriminator.parameters(), lr=cfg.part_lr("discriminator"))
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.cache = RealChainCache(cfg.real_cache_size, cfg.real_refresh, seed=cfg.seed + 1 + self.dist.rank)
         self._kept: int | None = None
@@ -246,20 +274,20 @@ class DiscoveryTrainer:
         return [sizes[t >= self.cfg.t_stop] for t, _, _ in steps]
 
     def draw(self, batch_size: int | None = None):
-        """x_T ~ N(0, I), k ~ U{0..K-1}, s ~ U[-S, S], one per sample: the global batch is drawn
+        """x_T ~ N(0, I) and (k, s) from ``draw_edits``, one per sample: the global batch is drawn
         and this process keeps its slice, so any number of processes sees the same samples."""
         n = batch_size or self.cfg.batch_size
         m = self.model
         x_T = torch.randn(n, m.in_channels, m.image_size, m.image_size, generator=self.generator)
-        k = torch.randint(0, self.cfg.K, (n,), generator=self.generator)
-        s = (torch.rand(n, generator=self.generator) * 2 - 1) * self.cfg.S
+        k, s = draw_edits(n, self.cfg, self.generator)
         if batch_size is None:
             x_T, k, s = self.dist.slice(x_T), self.dist.slice(k), self.dist.slice(s)
         return x_T.to(self.device), k.to(self.device), s.to(self.device)
 
-    def train_step(self, batch=None) -> dict[str, float]:
+    def train_step(self, batch=None, diagnose: bool = False) -> dict[str, float]:
         """One step of Algorithm 1 (or vanilla, or optimised): update D, then the shift block and
-        reconstructor. Without ``batch``, draws one (mixing in cached real chains when on)."""
+        reconstructor. Without ``batch``, draws one (mixing in cached real chains when on).
+        ``diagnose``: also the loss terms' gradient norms at x~0 (grad_g, grad_ce, grad_l1)."""
         if batch is None:
             x_T, k, s = self.draw()
             x_T, x0_cached = self.cache.mix(x_T)
@@ -269,7 +297,7 @@ class DiscoveryTrainer:
         self.opt_g.zero_grad(set_to_none=True)
         reduce = self.dist.average_gradients if self.dist.world > 1 else None
         metrics, x0_real = compute_gradients(self.model, self.modules, self.opt_d, x_T, k, s, self.timesteps, self.cfg,
-                                             self.kept_steps, x0_cached, reduce)  # fmt: skip
+                                             self.kept_steps, x0_cached, reduce, diagnose)  # fmt: skip
         n_fresh = x_T.shape[0] - (0 if x0_cached is None else x0_cached.shape[0])
         self.cache.add(x_T[:n_fresh], x0_real[:n_fresh])
         if reduce is not None:
@@ -285,7 +313,7 @@ def generator_gradients(model, modules: DiscoveryModules, batch, timesteps, cfg:
     Works on the modules passed in (their discriminator takes its update), so pass a copy to compare
     algorithms from the same state.
     """
-    opt_d = torch.optim.Adam(modules.discriminator.parameters(), lr=cfg.lr)
+    opt_d = torch.optim.Adam(modules.discriminator.parameters(), lr=cfg.part_lr("discriminator"))
     for p in modules.generator_parameters():
         p.grad = None
     compute_gradients(model, modules, opt_d, *batch, timesteps, cfg)  # the default kept steps of cfg

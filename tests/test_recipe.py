@@ -1,0 +1,88 @@
+"""The discovery recipe: draws of (k, s), per-part learning rates, the paper's recipe, held-out RCA."""
+
+import csv
+import json
+
+import pytest
+import torch
+
+from hspace import presets
+from hspace.backends import load_model
+from hspace.cli import main
+from hspace.config import PAPER_RECIPE, RECIPES, DiscoveryConfig
+from hspace.discover import discover
+from hspace.monitor import HeldOutPairs
+from hspace.train import DiscoveryTrainer, draw_edits
+
+TINY = presets.run_preset("tiny")[1].replace(batch_size=4, M=3)
+
+
+def test_shifts_keep_their_minimum_and_indices_balance():
+    cfg = DiscoveryConfig(K=5, S=2.0, min_shift=0.5, balanced_k=True)
+    k, s = draw_edits(23, cfg, torch.Generator().manual_seed(0))
+    assert ((s.abs() >= 0.5) & (s.abs() <= 2.0)).all() and (s > 0).any() and (s < 0).any()
+    counts = torch.bincount(k, minlength=5)
+    assert counts.max() - counts.min() <= 1 and counts.sum() == 23
+
+
+def test_the_papers_draws_are_uniform_per_sample():
+    cfg = DiscoveryConfig(K=5, S=2.0, **PAPER_RECIPE)
+    k, s = draw_edits(64, cfg, torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(k, torch.randint(0, 5, (64,), generator=g))
+    torch.testing.assert_close(s, (torch.rand(64, generator=g) * 2 - 1) * 2.0)
+
+
+def test_recipe_settings_are_checked_with_the_fix_named():
+    with pytest.raises(ValueError, match=r"min_shift=3.*min_shift < S \(2"):
+        DiscoveryConfig(S=2.0, min_shift=3.0)
+    with pytest.raises(ValueError, match="shift_lr=0"):
+        DiscoveryConfig(shift_lr=0.0)
+    assert set(RECIPES["hspace"]) == set(RECIPES["paper"])  # the same settings, two sets of values
+    assert DiscoveryConfig().replace(**RECIPES["paper"]) == DiscoveryConfig(**PAPER_RECIPE)
+
+
+@pytest.mark.parametrize("recipe", ["hspace", "paper"])
+def test_both_recipes_train_with_their_learning_rates(recipe):
+    cfg = TINY.replace(**RECIPES[recipe])
+    trainer = DiscoveryTrainer(load_model("tiny"), cfg)
+    lrs = [group["lr"] for group in trainer.opt_g.param_groups] + [trainer.opt_d.param_groups[0]["lr"]]
+    assert lrs == ([1e-2, 1e-3, 1e-3] if recipe == "hspace" else [1e-3, 1e-3, 1e-3])
+    before = trainer.modules.shift_block.out_weight.clone()
+    metrics = [trainer.train_step(diagnose=True) for _ in range(2)][-1]
+    assert not torch.equal(before, trainer.modules.shift_block.out_weight)
+    assert all(metrics[f"grad_{t}"] > 0 for t in ("g", "ce", "l1")), metrics
+
+
+def test_held_out_rca_is_the_same_on_every_evaluation_of_a_state():
+    trainer = DiscoveryTrainer(load_model("tiny"), TINY.replace(direction_init_std=0.3))
+    held_out = HeldOutPairs(trainer.model, trainer.cfg, trainer.timesteps, num_pairs=10, batch_size=4)
+    first = held_out.evaluate(trainer.modules.shift_block, trainer.modules.reconstructor)
+    assert trainer.modules.reconstructor.training  # its mode is restored
+    assert held_out.evaluate(trainer.modules.shift_block, trainer.modules.reconstructor) == first
+    assert 0 <= first["rca_heldout"] <= 1 and 0 <= first["live_units"] <= 1
+    # The pairs do not depend on the batch they are evaluated in.
+    other = HeldOutPairs(trainer.model, trainer.cfg, trainer.timesteps, num_pairs=10, batch_size=10)
+    assert torch.equal(other.k, held_out.k)
+    assert (
+        other.evaluate(trainer.modules.shift_block, trainer.modules.reconstructor)["rca_heldout"]
+        == first["rca_heldout"]
+    )
+
+
+def test_discover_logs_held_out_rca_every_n_steps(tmp_path):
+    out = discover(
+        "tiny", TINY.replace(train_steps=3), tmp_path / "run", grid_every=0, rca_every=2, rca_pairs=6, progress=False
+    )
+    with (out / "log.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [bool(r["rca_heldout"]) for r in rows] == [False, True, True]  # step 2, and the last step
+    assert all(r["grad_ce"] for r in rows[1:]) and not rows[0]["grad_ce"]
+
+
+def test_cli_recipe_paper_over_a_preset(tmp_path):
+    out = tmp_path / "run"
+    assert main(["discover", "--preset", "tiny", "--recipe", "paper", "--train-steps", "1", "--batch-size", "4",
+                 "--M", "3", "--rca-every", "0", "--out", str(out)]) == 0  # fmt: skip
+    saved = json.loads((out / "config.json").read_text())["config"]
+    assert {k: saved[k] for k in PAPER_RECIPE} == PAPER_RECIPE
