@@ -26,6 +26,7 @@ CANDIDATES = {
     "small": SMALL,  # the shipped default's architecture (dormant h after 12k steps)
     "small-attn": {**SMALL, "attention_resolutions": "4,8"},  # self-attention at 8x8 and 4x4
     "shallow-attn": {**SMALL, "channel_mult": "1,2,4", "attention_resolutions": "4"},  # h at 8x8
+    "shallow-attn-32": {**SMALL, "num_channels": 32, "channel_mult": "1,2,4", "attention_resolutions": "4"},
     "wide": {**SMALL, "num_channels": 32, "channel_mult": "1,2,2,2"},
     "small-1res": {**SMALL, "num_res_blocks": 1, "channel_mult": "1,2,4,8"},
 }

@@ -161,11 +161,13 @@ def cmd_evaluate(args) -> int:
 
     run = load_run(args.run, device=args.device)
     out = Path(args.out or (run.folder / "eval" if args.run != "default" else "eval-default"))
-    r = evaluate(run, out, args.num_pairs, args.features, args.real, args.seed)
-    print(f"RCA {r['rca']:.3f} ({r['num_pairs']} pairs), shift MAE {r['shift_mae']:.3f}, FID raw {r['fid_raw']:.2f} / "
-          f"shifted {r['fid_shifted']:.2f}, L_G {r['lg_mean'] if r['lg_mean'] is None else round(r['lg_mean'], 3)}, "
-          f"edit overlap {r['edit_overlap_mean'] if r['edit_overlap_mean'] is None else round(r['edit_overlap_mean'], 3)}; "
-          f"{r['seconds']} s")  # fmt: skip
+    r = evaluate(run, out, args.num_pairs, args.features, args.real, args.seed, recalibrate_pairs=args.recalibrate_pairs)
+    recalibrated = r.get("rca_recalibrated")
+    recalibration = f"BatchNorm recalibrated: {recalibrated:.3f}" if recalibrated is not None else r.get("rca_recalibrated_note", "no recalibration")
+    lg, overlap = r["lg_mean"], r["edit_overlap_mean"]
+    print(f"RCA {r['rca']:.3f} ({r['num_pairs']} pairs; {recalibration}), shift MAE {r['shift_mae']:.3f}, "
+          f"FID raw {r['fid_raw']:.2f} / shifted {r['fid_shifted']:.2f}, L_G {lg if lg is None else round(lg, 3)}, "
+          f"edit overlap {overlap if overlap is None else round(overlap, 3)}; {r['seconds']} s")  # fmt: skip
     if args.json:
         text = to_json(r)
         atomic_write(args.json, lambda tmp: Path(tmp).write_text(text))
@@ -269,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="RCA, FID, L_G, h-space properties and a ranking of the directions")
     p.add_argument("run", help="a run folder or shipped run name")
     p.add_argument("--num-pairs", type=int, default=5000, help="(x_T, k, s) draws for RCA and FID (paper: 5000)")
+    p.add_argument("--recalibrate-pairs", type=int, default=1000,
+                   help="also the RCA with the reconstructor's BatchNorm statistics recalibrated on N fresh pairs (0: not)")
     p.add_argument("--features", default=None, metavar="MODULE:ATTR", help="FID feature extractor (default: the shipped MNIST classifier)")
     p.add_argument("--real", default="mnist", help="real images for FID: 'mnist' (held-out split), an image folder, IDX or .npz")
     p.add_argument("--out", default=None, help="report folder (default: <run>/eval)")

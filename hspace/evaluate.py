@@ -16,7 +16,8 @@ from .metrics import accuracy_per_class, edit_agreement, edit_overlap, frechet_d
 from .nets import build_reconstructor
 from .run import Run
 from .sampling import sample
-from .train import run_chains
+from .monitor import recalibrate_batch_norm
+from .train import draw_edits, run_chains
 from .viz import magnitudes, seed_noise
 
 LOG_2 = 0.6931471805599453
@@ -43,34 +44,50 @@ def load_feature_extractor(spec: str | None, in_channels: int):
 
 
 @torch.no_grad()
-def reconstructor_accuracy(run: Run, num_pairs: int, batch_size: int = 100, seed: int = 0, features=None, progress=True) -> dict:
-    """RCA over ``num_pairs`` (x_T, k, s) draws; with ``features``, also the features of raw and shifted samples."""
+def reconstructor_accuracy(run: Run, num_pairs: int, batch_size: int = 100, seed: int = 0, features=None, progress=True,
+                           recalibrate_pairs: int = 0) -> dict:  # fmt: skip
+    """RCA over ``num_pairs`` (x_T, k, s) draws (k and s as the run drew them in training); with
+    ``features``, also the features of raw and shifted samples. ``recalibrate_pairs`` > 0: also the
+    RCA with the reconstructor's BatchNorm statistics recalibrated on that many fresh pairs."""
     cfg = run.config
     recon = run.load_part("reconstructor", build_reconstructor(cfg.reconstructor, run.model.in_channels, cfg.K))
     recon = recon.to(next(run.shift_block.parameters()).device).eval()
     device = next(run.shift_block.parameters()).device
-    # Every pair has its own draw (k, s, and x_T from its own seed): results do not depend on batch_size.
-    g = torch.Generator().manual_seed(seed)
-    all_k = torch.randint(0, cfg.K, (num_pairs,), generator=g)
-    all_s = (torch.rand(num_pairs, generator=g) * 2 - 1) * cfg.S
-    ks, preds, shift_err, f_raw, f_shift = [], [], [], [], []
     m = run.model
-    for start in tqdm(range(0, num_pairs, batch_size), desc="RCA", disable=not progress):
-        n = min(batch_size, num_pairs - start)
-        x_T = seed_noise(range(seed * 10**7 + start, seed * 10**7 + start + n), m.in_channels, m.image_size).to(device)
-        k, s = all_k[start : start + n].to(device), all_s[start : start + n].to(device)
-        chains = run_chains(m, run.shift_block, x_T, [(k, s)], run.timesteps, cfg.t_stop, kept_steps=0)
-        logits, shift = recon(chains.x0_real, chains.x0_shift)
+
+    def pairs(first_seed: int, n_pairs: int, g: torch.Generator, show: str | None = None):
+        """(k, s, x0, x~0) in batches; every pair has its own x_T seed: results do not depend on batch_size."""
+        all_k, all_s = draw_edits(n_pairs, cfg, g)
+        for start in tqdm(range(0, n_pairs, batch_size), desc=show, disable=not (progress and show)):
+            n = min(batch_size, n_pairs - start)
+            x_T = seed_noise(range(first_seed + start, first_seed + start + n), m.in_channels, m.image_size).to(device)
+            k, s = all_k[start : start + n].to(device), all_s[start : start + n].to(device)
+            chains = run_chains(m, run.shift_block, x_T, [(k, s)], run.timesteps, cfg.t_stop, kept_steps=0)
+            yield k, s, chains.x0_real, chains.x0_shift
+
+    recalibrated = None
+    if recalibrate_pairs > 0:  # fresh pairs: other x_T seeds and another draw of (k, s)
+        fresh = pairs(seed * 10**7 + 5 * 10**6, recalibrate_pairs, torch.Generator().manual_seed(seed + 1), "BatchNorm recalibration")
+        recalibrated = recalibrate_batch_norm(recon, ((x0, x0s) for _, _, x0, x0s in fresh))
+    ks, preds, preds_cal, shift_err, f_raw, f_shift = [], [], [], [], [], []
+    for k, s, x0_real, x0_shift in pairs(seed * 10**7, num_pairs, torch.Generator().manual_seed(seed), "RCA"):
+        logits, shift = recon(x0_real, x0_shift)
+        if recalibrated is not None:
+            preds_cal.append(recalibrated(x0_real, x0_shift)[0].argmax(1).cpu())
         ks.append(k.cpu())
         preds.append(logits.argmax(1).cpu())
         shift_err.append((shift - s).abs().cpu())
         if features is not None:
-            f_raw.append(features(chains.x0_real.clamp(-1, 1)).cpu())
-            f_shift.append(features(chains.x0_shift.clamp(-1, 1)).cpu())
+            f_raw.append(features(x0_real.clamp(-1, 1)).cpu())
+            f_shift.append(features(x0_shift.clamp(-1, 1)).cpu())
     k, pred = torch.cat(ks), torch.cat(preds)
     per, confusion = accuracy_per_class(pred, k, cfg.K)
     out = {"rca": float((pred == k).double().mean()), "rca_per_direction": [None if v != v else float(v) for v in per.tolist()],
            "shift_mae": float(torch.cat(shift_err).mean()), "confusion": confusion.tolist(), "num_pairs": num_pairs}  # fmt: skip
+    if recalibrate_pairs > 0:
+        out["rca_recalibrated"] = float((torch.cat(preds_cal) == k).double().mean()) if recalibrated is not None else None
+        out["rca_recalibrated_note"] = (f"BatchNorm statistics recalibrated on {recalibrate_pairs} fresh pairs" if recalibrated is not None
+                                        else "not recalibrated: the reconstructor has no BatchNorm")  # fmt: skip
     if features is not None:
         out["features_raw"], out["features_shifted"] = torch.cat(f_raw), torch.cat(f_shift)
     return out
@@ -129,7 +146,7 @@ def rank_directions(run: Run, directions: list[int], num_seeds: int = 8, num_mag
 
 
 def evaluate(run: Run, out: Path, num_pairs: int = 5000, features: str | None = None, real_source: str = "mnist",
-             seed: int = 0, progress: bool = True) -> dict:  # fmt: skip
+             seed: int = 0, progress: bool = True, recalibrate_pairs: int = 1000) -> dict:  # fmt: skip
     """Every measure, ``report.md`` and its plots in ``out``; returns the JSON-able results."""
     from .data import load_dataset
 
@@ -138,7 +155,7 @@ def evaluate(run: Run, out: Path, num_pairs: int = 5000, features: str | None = 
     m = run.model
     device = next(run.shift_block.parameters()).device
     extractor = load_feature_extractor(features, m.in_channels)
-    rca = reconstructor_accuracy(run, num_pairs, seed=seed, features=extractor, progress=progress)
+    rca = reconstructor_accuracy(run, num_pairs, seed=seed, features=extractor, progress=progress, recalibrate_pairs=recalibrate_pairs)
     real, _ = load_dataset(real_source, m.image_size, m.in_channels, split="heldout")
     with torch.no_grad():
         f_real = torch.cat([extractor(real[i : i + 500].to(device)).cpu() for i in range(0, len(real), 500)])
@@ -220,6 +237,8 @@ def write_report(run: Run, r: dict, out: Path) -> Path:
         f"Evaluated in {r['seconds']} s.", "",
         "| measure | value | paper (MNIST) |", "|---|---|---|",
         f"| RCA ({r['num_pairs']} pairs) | {r['rca']:.3f} | 0.77 |",
+        f"| RCA, BatchNorm recalibrated | {r['rca_recalibrated']:.3f} | - |" if r.get("rca_recalibrated") is not None
+        else f"| RCA, BatchNorm recalibrated | {r.get('rca_recalibrated_note', 'not measured')} | - |",
         f"| shift MAE | {r['shift_mae']:.3f} | - |",
         f"| FID raw / shifted (vs {r['fid_real_count']} held-out digits, classifier features) | {r['fid_raw']:.2f} / {r['fid_shifted']:.2f} | - |",
         f"| L_G mean ± std over training | {r['lg_mean']:.3f} ± {r['lg_std']:.3f} | ~0.693 |" if r["lg_mean"] is not None else "| L_G | no log | ~0.693 |",

@@ -7,6 +7,9 @@ two evaluations of the same state give the same number.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterable
+
 import torch
 from torch import nn
 
@@ -74,3 +77,23 @@ class HeldOutPairs:
         units = torch.cat([f.flatten() for f in fired.values()]) if fired else torch.zeros(0)
         live = units.float().mean().item() if units.numel() else float("nan")
         return {"rca_heldout": correct / n, "shift_mae_heldout": abs_err / n, "live_units": live}
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(
+    reconstructor: nn.Module, pairs: Iterable[tuple[torch.Tensor, torch.Tensor]]
+) -> nn.Module | None:
+    """A copy of the reconstructor whose BatchNorm statistics are the plain average over ``pairs``
+    (x0, x~0) of the final shift block; None when it has no BatchNorm. Training leaves running
+    statistics that trail the moving shift block; these describe the directions as they are."""
+    recalibrated = copy.deepcopy(reconstructor)
+    norms = [m for m in recalibrated.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return None
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over all batches
+    recalibrated.train()
+    for x0, x0_shift in pairs:
+        recalibrated(x0, x0_shift)
+    return recalibrated.eval()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import torch
 from tqdm.auto import tqdm
@@ -101,10 +102,17 @@ def top_singular(fn, x: torch.Tensor, k: int = 1, iters: int = 12, seed: int = 0
     return sigma, v.permute(0, 2, 1).reshape(n, k, *x.shape[1:])
 
 
-def _with_skip(state: EncoderState, index: int, skip: torch.Tensor) -> EncoderState:
+def _decode_from_h(model: HSpaceModel, state: EncoderState, h: torch.Tensor) -> torch.Tensor:
+    return model.decode(h, state)
+
+
+def _decode_from_skip(
+    model: HSpaceModel, h: torch.Tensor, state: EncoderState, index: int, skip: torch.Tensor
+) -> torch.Tensor:
+    """eps with skip ``index`` replaced by ``skip``."""
     skips = list(state.skips)
     skips[index] = skip
-    return EncoderState(state.emb, tuple(skips), state.t, state.extras)
+    return model.decode(h, EncoderState(state.emb, tuple(skips), state.t, state.extras))
 
 
 class _TimedDirections:
@@ -163,7 +171,7 @@ def probe_liveness(
         x0_norm = _per_sample_norm(predict_x0(x, eps, abar_t)).clamp_min(1e-12)
         to_x0 = math.sqrt(1 - abar_t) / math.sqrt(abar_t) * eps_norm / x0_norm  # [N]
         with torch.enable_grad():
-            sig, vec = top_singular(lambda z: model.decode(z, state), h, top_k, iters, seed)
+            sig, vec = top_singular(partial(_decode_from_h, model, state), h, top_k, iters, seed)
         rel = sig * (_per_sample_norm(h) / eps_norm)[:, None]  # [N x k]
         gain.setdefault("h", []).append(rel[:, 0].mean().item())
         h_gain_top.append(rel.mean(0).tolist())
@@ -175,7 +183,7 @@ def probe_liveness(
         for i in [*same_level, 0] if skips and state.skips else []:
             skip = state.skips[i]
             with torch.enable_grad():
-                sig_s, _ = top_singular(lambda z, i=i: model.decode(h, _with_skip(state, i, z)), skip, 1, iters, seed)
+                sig_s, _ = top_singular(partial(_decode_from_skip, model, h, state, i), skip, 1, iters, seed)
             name = f"skip{i} {tuple(skip.shape[1:])}"
             gain.setdefault(name, []).append((sig_s[:, 0] * _per_sample_norm(skip) / eps_norm).mean().item())
         x = predict_x0(x, eps, abar_t) * math.sqrt(abar_prev) + math.sqrt(1 - abar_prev) * eps

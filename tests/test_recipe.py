@@ -11,7 +11,8 @@ from hspace.backends import load_model
 from hspace.cli import main
 from hspace.config import PAPER_RECIPE, RECIPES, DiscoveryConfig
 from hspace.discover import discover
-from hspace.monitor import HeldOutPairs
+from hspace.monitor import HeldOutPairs, recalibrate_batch_norm
+from hspace.nets import LeNetReconstructor
 from hspace.train import DiscoveryTrainer, draw_edits
 
 TINY = presets.run_preset("tiny")[1].replace(batch_size=4, M=3)
@@ -86,3 +87,15 @@ def test_cli_recipe_paper_over_a_preset(tmp_path):
                  "--M", "3", "--rca-every", "0", "--out", str(out)]) == 0  # fmt: skip
     saved = json.loads((out / "config.json").read_text())["config"]
     assert {k: saved[k] for k in PAPER_RECIPE} == PAPER_RECIPE
+
+
+def test_batch_norm_recalibration_is_the_plain_average_over_the_pairs():
+    recon = LeNetReconstructor(1, 4).eval()
+    first_norm = recon.features[1]
+    first_norm.running_mean.fill_(5.0)  # stale statistics, as a moving shift block leaves them
+    batches = [tuple(torch.randn(2, 6, 1, 32, 32, generator=torch.Generator().manual_seed(i))) for i in range(3)]
+    fixed = recalibrate_batch_norm(recon, batches)
+    conv_means = [recon.features[0](torch.cat(pair, dim=1)).mean(dim=(0, 2, 3)) for pair in batches]
+    torch.testing.assert_close(fixed.features[1].running_mean, torch.stack(conv_means).mean(0), rtol=1e-4, atol=1e-5)
+    assert not fixed.training and first_norm.running_mean.eq(5.0).all()  # the original is untouched
+    assert recalibrate_batch_norm(torch.nn.Linear(2, 2), []) is None
