@@ -80,7 +80,7 @@ def cmd_discover(args) -> int:
     out = Path(args.out or f"runs/{args.preset}")
     if args.resume and (out / "config.json").exists():  # continue with the run's own settings and model
         saved = json.loads((out / "config.json").read_text())
-        dm, cfg = saved["model"]["source"], DiscoveryConfig(**saved["config"])
+        dm, cfg = saved["model"]["source"], DiscoveryConfig.from_saved(saved["config"])
     else:
         dm, cfg = run_preset(args.preset)
         if args.recipe is not None:

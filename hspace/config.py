@@ -15,8 +15,10 @@ OPTIMISED_KEPT_STEPS = 5
 
 # The paper's recipe (section 4, Table 4): one Adam lr for all parts, lambda1 = lambda2 = 0.1, k and s
 # uniform per sample, zero-initialised directions. Apply it over any preset with ``--recipe paper``.
-PAPER_RECIPE = dict(lambda1=0.1, lambda2=0.1, lr=1e-3, shift_lr=None, reconstructor_lr=None, discriminator_lr=None,
-                    min_shift=0.0, balanced_k=False, direction_init_std=0.0)  # fmt: skip
+PAPER_RECIPE = {
+    "lambda1": 0.1, "lambda2": 0.1, "lr": 1e-3, "shift_lr": None, "reconstructor_lr": None, "discriminator_lr": None,
+    "min_shift": 0.0, "balanced_k": False, "direction_init_std": 0.0,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,13 @@ class DiscoveryConfig:
         if self.real_cache is not None:
             return self.real_cache
         return 4 * self.batch_size if self.algorithm == "optimised" else 0
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> DiscoveryConfig:
+        """The config a run folder or checkpoint recorded. Runs saved before a recipe setting existed
+        trained as the paper does in that respect (one lr, s ~ U[-S, S], k uniform), so a missing
+        recipe setting takes the paper's value, not today's default."""
+        return cls(**{**{k: v for k, v in PAPER_RECIPE.items() if k not in saved}, **saved})
 
     def replace(self, **overrides) -> DiscoveryConfig:
         unknown = set(overrides) - {f.name for f in fields(self)}

@@ -98,7 +98,7 @@ def load_checkpoint(folder: Path, trainer: DiscoveryTrainer) -> float:
     if not path.exists():
         raise ValueError(f"--resume: {folder} holds no checkpoint.pt; start without --resume")
     state = torch.load(path, map_location=trainer.device, weights_only=True)
-    saved = json.loads(state["config"])
+    saved = DiscoveryConfig.from_saved(json.loads(state["config"])).to_dict()
     changed = {k for k, v in trainer.cfg.to_dict().items() if saved.get(k) != v} - RESUMABLE_CHANGES
     if changed:
         diff = ", ".join(f"{k}: run has {saved.get(k)!r}, now {getattr(trainer.cfg, k)!r}" for k in sorted(changed))

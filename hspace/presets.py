@@ -19,6 +19,10 @@ DM_PRESETS: dict[str, dict] = {
     # CPU presets of the same family.
     "MNIST32-small": dict(image_size=32, in_channels=1, num_channels=16, channel_mult="1,2,2,4", num_res_blocks=2,
                           attention_resolutions="", num_heads=4, dropout=0.0),
+    # h at 8x8 with self-attention there: its h-space comes alive within the first thousand training
+    # steps, while MNIST32-small's (h at 4x4) stays dormant (docs/discovery.md, "A live h-space").
+    "MNIST32-live": dict(image_size=32, in_channels=1, num_channels=16, channel_mult="1,2,4", num_res_blocks=2,
+                         attention_resolutions="4", num_heads=4, dropout=0.0),
     "tiny": dict(image_size=16, in_channels=1, num_channels=32, channel_mult="1,2", num_res_blocks=1,
                  attention_resolutions="8", num_heads=2, dropout=0.0),
 }  # fmt: skip

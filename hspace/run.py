@@ -78,7 +78,7 @@ def load_run(folder: str | Path, model: HSpaceModel | None = None, device: str |
     if not path.exists():
         raise ValueError(f"{folder} is not a discovery run (no shift_block.safetensors): give a folder made by `hspace discover`")
     tensors, meta = load_tensors(path, KIND.format("shift_block"))
-    cfg = DiscoveryConfig(**meta["config"])
+    cfg = DiscoveryConfig.from_saved(meta["config"])
     ref = meta["model"]
     if model is None:
         try:

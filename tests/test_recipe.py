@@ -99,3 +99,14 @@ def test_batch_norm_recalibration_is_the_plain_average_over_the_pairs():
     torch.testing.assert_close(fixed.features[1].running_mean, torch.stack(conv_means).mean(0), rtol=1e-4, atol=1e-5)
     assert not fixed.training and first_norm.running_mean.eq(5.0).all()  # the original is untouched
     assert recalibrate_batch_norm(torch.nn.Linear(2, 2), []) is None
+
+
+def test_runs_saved_before_the_recipe_settings_read_as_trained():
+    old = {
+        k: v
+        for k, v in DiscoveryConfig(lr=1e-2).to_dict().items()
+        if k not in PAPER_RECIPE or k in ("lambda1", "lambda2", "lr")
+    }
+    cfg = DiscoveryConfig.from_saved(old)
+    assert (cfg.part_lr("shift_block"), cfg.min_shift, cfg.balanced_k) == (1e-2, 0.0, False)
+    assert DiscoveryConfig.from_saved(DiscoveryConfig().to_dict()) == DiscoveryConfig()  # today's runs are untouched
