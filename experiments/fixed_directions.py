@@ -56,16 +56,20 @@ def principal_directions(model, timesteps, t_stop, K, n=256, seed=0):
     return out
 
 
+_PLAIN: dict = {}  # x0 of the plain chains, the same for every size and kind
+
+
 def pairs(model, dirs, cfg, timesteps, n, seed, batch=256):
     g = torch.Generator().manual_seed(seed)
     k, s = draw_edits(n, cfg, g)
     x_T = torch.randn(n, model.in_channels, model.image_size, model.image_size, generator=g)
-    x0, xs = [], []
-    for i in range(0, n, batch):
-        b = slice(i, i + batch)
-        x0.append(sample(model, x_T[b], timesteps))
-        xs.append(sample(model, x_T[b], timesteps, dirs, [(k[b], s[b])], cfg.t_stop))
-    return torch.cat(x0), torch.cat(xs), k, s
+    if (n, seed) not in _PLAIN:
+        _PLAIN[n, seed] = torch.cat([sample(model, x_T[i : i + batch], timesteps) for i in range(0, n, batch)])
+    xs = [
+        sample(model, x_T[i : i + batch], timesteps, dirs, [(k[i : i + batch], s[i : i + batch])], cfg.t_stop)
+        for i in range(0, n, batch)
+    ]
+    return _PLAIN[n, seed], torch.cat(xs), k, s
 
 
 def main():

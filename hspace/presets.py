@@ -40,7 +40,7 @@ RUN_PRESETS: dict[str, tuple[str, DiscoveryConfig]] = {
     # directions, the same with the paper's recipe, and `make demo` (<= 15 min on 2 cores).
     "mnist-cpu": ("default", DiscoveryConfig(K=16, S=5, M=10, t_stop=400, batch_size=32, train_steps=3000)),
     "mnist-cpu-paper": ("default", DiscoveryConfig(K=16, S=5, M=10, t_stop=400, batch_size=32, train_steps=3000, **PAPER_RECIPE)),
-    "mnist-demo": ("default", DiscoveryConfig(K=4, S=5, M=5, t_stop=400, batch_size=32, train_steps=600)),
+    "mnist-demo": ("default", DiscoveryConfig(K=4, S=5, M=5, t_stop=400, batch_size=32, train_steps=400)),
 }  # fmt: skip
 
 ASSETS = Path(__file__).parent / "assets"
