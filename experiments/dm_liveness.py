@@ -19,7 +19,7 @@ import torch
 from hspace.data import load_dataset
 from hspace.presets import DM_PRESETS
 from hspace.probe import probe_liveness
-from hspace.train_dm import DMTrainConfig, DMTrainer, diffusion_loss
+from hspace.train_dm import DMTrainConfig, DMTrainer
 
 SMALL = DM_PRESETS["MNIST32-small"]
 CANDIDATES = {
@@ -69,15 +69,7 @@ def main():
             params = sum(p.numel() for p in m.unet.parameters())
             losses, start = [], time.monotonic()
             while trainer.step < args.steps:
-                idx = torch.randint(0, images.shape[0], (cfg.batch_size,), generator=trainer.generator)
-                loss = diffusion_loss(m, images[idx], trainer.generator)
-                trainer.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(m.unet.parameters(), cfg.grad_clip)
-                trainer.opt.step()
-                trainer.update_ema()
-                trainer.step += 1
-                losses.append(loss.item())
+                losses.append(trainer.train_step(images))
                 if trainer.step % args.probe_every == 0:
                     sec = (time.monotonic() - start) / args.probe_every
                     r = probe_liveness(

@@ -95,6 +95,18 @@ class DMTrainer:
         x0 = sample(self.ema, x_T.to(self.device), uniform_timesteps(steps, self.ema.num_train_steps), clip_x0=True)
         return save_grid(x0, self.out / f"samples-{self.step:06d}.png", ncol=8, scale=2)
 
+    def train_step(self, images: torch.Tensor) -> float:
+        """One Adam step on a random batch of ``images`` (clipped gradients), then the EMA; returns the loss."""
+        idx = torch.randint(0, images.shape[0], (self.cfg.batch_size,), generator=self.generator)
+        loss = diffusion_loss(self.model, images[idx].to(self.device), self.generator)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.unet.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+        self.update_ema()
+        self.step += 1
+        return loss.item()
+
     def train(self, images: torch.Tensor, resume: bool = False, progress: bool = True) -> Path:
         """Train on images [N x C x H x W] in [-1, 1]; returns the EMA weights' path."""
         cfg = self.cfg
@@ -114,16 +126,9 @@ class DMTrainer:
         bar = tqdm(total=cfg.train_steps, initial=self.step, desc="train-dm", disable=not progress)
         last_save = time.monotonic()
         while self.step < cfg.train_steps:
-            idx = torch.randint(0, images.shape[0], (cfg.batch_size,), generator=self.generator)
-            loss = diffusion_loss(m, images[idx].to(self.device), self.generator)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(m.unet.parameters(), cfg.grad_clip)
-            self.opt.step()
-            self.update_ema()
-            self.step += 1
+            loss = self.train_step(images)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.set_postfix(loss=f"{loss:.4f}")
             if self.step % cfg.checkpoint_every == 0 or self.step == cfg.train_steps or time.monotonic() - last_save > 600:
                 self.save_checkpoint()
                 last_save = time.monotonic()
