@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .backends.base import EncoderState, HSpaceModel
-from .sampling import predict_x0, sample, timestep_batch
+from .sampling import ddim_step, predict_x0, sample, timestep_batch
 from .schedule import chain_alpha_bars, check_timesteps, uniform_timesteps
 
 # Thresholds on mean |delta x0| for random h shifts of h's own norm (size 1), see docs/discovery.md.
@@ -188,7 +188,7 @@ def probe_liveness(
                 sig_s, _ = top_singular(partial(_decode_from_skip, model, h, state, i), skip, 1, iters, seed)
             name = f"skip{i} {tuple(skip.shape[1:])}"
             gain.setdefault(name, []).append((sig_s[:, 0] * _per_sample_norm(skip) / eps_norm).mean().item())
-        x = predict_x0(x, eps, abar_t) * math.sqrt(abar_prev) + math.sqrt(1 - abar_prev) * eps
+        x = ddim_step(x, eps, abar_t, abar_prev)
     x0 = x
 
     # Delta x0 over the whole shifting interval, for shifts of each size.
