@@ -216,7 +216,7 @@ def _verdict(report: LivenessReport) -> tuple[bool | None, str]:
     d = report.delta_x0_random[key]
     what = f"random h shifts of {key} x |h| for t >= {report.t_stop} move x0 by {d:.3f} on average"
     if d < DEAD_BELOW:
-        return False, f"DORMANT h-space: {what} (< {DEAD_BELOW}); discovery will find little here"
+        return False, f"DORMANT h-space: {what} (< {DEAD_BELOW}); expect few distinct directions, and only with large shifts"
     if d < LIVE_ABOVE:
         return None, f"WEAK h-space: {what} ({DEAD_BELOW}..{LIVE_ABOVE}); directions need large shifts"
     return True, f"LIVE h-space: {what} (>= {LIVE_ABOVE})"
