@@ -190,6 +190,8 @@ def add_config_overrides(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .config import RECIPES  # no torch: the parser stays import-light
+
     parser = argparse.ArgumentParser(prog="hspace", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -214,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint, with its settings")
     p.add_argument("--grid-every", type=int, default=200, help="write a direction grid every N steps (0: never)")
     p.add_argument("--checkpoint-every", type=int, default=25)
-    p.add_argument("--recipe", choices=["hspace", "paper"], default=None,
+    p.add_argument("--recipe", choices=list(RECIPES), default=None,
                    help="hspace's recipe (the default) or the paper's (one lr, lambda1 = lambda2 = 0.1, no minimum shift) "
                    "over the preset; single settings below override it")  # fmt: skip
     p.add_argument("--rca-every", type=int, default=50, help="held-out RCA on fixed pairs every N steps (0: never; default 50)")
