@@ -31,7 +31,7 @@ test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
 bench: $(STAMP)
-	$(BIN)/hspace bench --preset tiny --steps 2,5,10,20 --json bench/tiny.json
+	$(BIN)/hspace bench --preset tiny --M 2,5,10,20 --json bench/tiny.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -65,3 +65,14 @@ def load_tensors(path: str | Path, kind: str | None = None) -> tuple[dict[str, t
     if kind is not None and meta.get("kind") != kind:
         raise ValueError(f"{path} holds {meta.get('kind') or 'no hspace artifact'}, not {kind}")
     return load_file(str(path)), meta
+
+
+def read_checkpoint(path: str | Path, device) -> dict:
+    """A ``checkpoint.pt`` (tensors and plain data only), or one line saying it cannot be resumed from."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # torch raises many kinds for a truncated or foreign file
+        raise ValueError(
+            f"{path} is unreadable ({type(e).__name__}): it was not written by this hspace or is damaged; "
+            "start again in a new --out"
+        ) from None

@@ -7,6 +7,8 @@ from dataclasses import dataclass, fields
 
 ALGORITHMS = ("optimised", "checkpointed", "vanilla")
 AUTOCAST = ("auto", "bf16", "off")
+RECONSTRUCTORS = ("lenet", "resnet18")  # nets.RECONSTRUCTORS builds them
+DISCRIMINATOR_INITS = ("random", "pretrained")
 # Optimised without a memory budget keeps as many final steps' graphs as fit in the graph memory of
 # this many shifted steps: a fixed budget, so that peak memory stays flat in M, as Algorithm 1's does.
 # (The final steps are plain DDIM steps below t_stop, whose graphs are smaller: more of them fit.)
@@ -21,39 +23,53 @@ PAPER_RECIPE = {
 }  # fmt: skip
 
 
+def doc(default, text: str, choices: Sequence[str] | None = None):
+    """A config field with its meaning (``hspace discover --help`` shows it) and, for names, its choices."""
+    return dataclasses.field(default=default, metadata={"doc": text, "choices": choices})
+
+
 @dataclass(frozen=True)
 class DiscoveryConfig:
     """One discovery run, named in the paper as ``<DM>-<t_stop>-<M>-<K>-<S>``."""
 
-    K: int = 32  # number of directions
-    S: float = 5.0  # shifts are drawn from U[-S, S] (with |s| >= min_shift)
-    M: int = 20  # DDIM steps of the generative chain
-    t_stop: int = 400  # asymmetric steps for t >= t_stop (the shifting interval [T, t_stop])
+    K: int = doc(32, "number of directions")
+    S: float = doc(5.0, "shifts are drawn from U[-S, S] (with |s| >= min_shift)")
+    M: int = doc(20, "DDIM steps of the generative chain")
+    t_stop: int = doc(400, "asymmetric steps for t >= t_stop (the shifting interval [T, t_stop])")
     # The recipe. The defaults are hspace's (docs/discovery.md); PAPER_RECIPE holds the paper's.
-    lambda1: float = 1.0  # weight of the direction-index cross-entropy (paper: 0.1)
-    lambda2: float = 0.25  # weight of the shift-magnitude L1 (paper: 0.1)
-    lr: float = 1e-3  # Adam, default betas: the learning rate of every part without one of its own
-    shift_lr: float | None = 1e-2  # the shift block's (None: lr; paper: one lr for all)
-    reconstructor_lr: float | None = None  # the reconstructor's (None: lr)
-    discriminator_lr: float | None = None  # the discriminator's (None: lr)
-    min_shift: float = 0.5  # |s| is drawn from [min_shift, S] with a random sign (paper: 0)
-    balanced_k: bool = True  # each direction index equally often in every batch (paper: k ~ U{0..K-1} per sample)
-    batch_size: int = 128
-    train_steps: int = 3000
-    reconstructor: str = "lenet"  # "lenet" (MNIST, Anime) or "resnet18" (CelebA-HQ, AFHQ)
-    discriminator_init: str = "random"  # or "pretrained": start from the DM's encoder weights
-    direction_init_std: float = 0.0  # 0: zero-initialised output convs (paper); > 0: N(0, std^2) weights
+    lambda1: float = doc(1.0, "weight of the direction-index cross-entropy (paper: 0.1)")
+    lambda2: float = doc(0.25, "weight of the shift-magnitude L1 (paper: 0.1)")
+    lr: float = doc(1e-3, "Adam learning rate (default betas) of every part without one of its own")
+    shift_lr: float | None = doc(1e-2, "the shift block's learning rate (none: lr; paper: one lr for all)")
+    reconstructor_lr: float | None = doc(None, "the reconstructor's learning rate (none: lr)")
+    discriminator_lr: float | None = doc(None, "the discriminator's learning rate (none: lr)")
+    min_shift: float = doc(0.5, "|s| is drawn from [min_shift, S] with a random sign (paper: 0)")
+    balanced_k: bool = doc(True, "each direction index equally often in every batch (paper: k ~ U{0..K-1} per sample)")
+    batch_size: int = doc(128, "samples per training step, over all processes")
+    train_steps: int = doc(3000, "training steps of the whole run")
+    reconstructor: str = doc("lenet", "lenet (MNIST, Anime) or resnet18 (CelebA-HQ, AFHQ)", RECONSTRUCTORS)
+    discriminator_init: str = doc("random", "pretrained: start from the DM's encoder weights", DISCRIMINATOR_INITS)
+    direction_init_std: float = doc(0.0, "0: zero-initialised output convs (paper); > 0: N(0, std^2) weights")
     # How gradients are computed; all give the same gradients for the same draws (see train.py).
-    algorithm: str = "optimised"  # or "checkpointed" (Algorithm 1) or "vanilla" (the whole chain's graph)
-    keep_graph_steps: int | None = None  # keep the graph of the last N steps (None: 0, M, or the optimised budget)
-    memory_budget_mb: float | None = None  # optimised: keep as many steps' graphs as fit (None: those of 5 shifted steps)
-    real_cache: int | None = None  # reuse real chains (x_T, x0) from a cache this big (None: 4 x batch when optimised)
-    real_refresh: float = 0.25  # share of each batch drawn fresh when the cache is on
-    autocast: str = "auto"  # "bf16": the frozen UNet in bfloat16 (auto: on CUDA when optimised); "off"
-    channels_last: bool = False  # the frozen UNet in channels_last memory format
-    compile: bool = False  # torch.compile the frozen UNet's encoder and decoder
-    overlap: bool = False  # optimised: recompute the next step on a second thread during a backward (see speed.Overlap)
-    seed: int = 0
+    algorithm: str = doc(
+        "optimised",
+        "checkpointed: Algorithm 1; vanilla: the whole chain's graph; optimised: Algorithm 1 keeping what memory "
+        "allows, with cached real chains (and bf16 on CUDA); all give the same gradients",
+        ALGORITHMS,
+    )
+    keep_graph_steps: int | None = doc(
+        None, "keep the graph of the last N steps (none: 0 for checkpointed, M for vanilla, the budget for optimised)"
+    )
+    memory_budget_mb: float | None = doc(
+        None, "optimised: keep as many steps' graphs as fit in this many MB (none: those of 5 shifted steps)"
+    )
+    real_cache: int | None = doc(None, "reuse real chains (x_T, x0) from a cache this big (none: 4 x batch when optimised)")
+    real_refresh: float = doc(0.25, "share of each batch drawn fresh when the cache is on")
+    autocast: str = doc("auto", "bf16: the frozen UNet in bfloat16 (auto: on CUDA when optimised); off", AUTOCAST)
+    channels_last: bool = doc(False, "the frozen UNet in channels_last memory format")
+    compile: bool = doc(False, "torch.compile the frozen UNet's encoder and decoder")
+    overlap: bool = doc(False, "optimised: recompute the next step on a second thread during a backward")
+    seed: int = doc(0, "seed of the initialisation and of every draw of x_T, k and s")
 
     def __post_init__(self):
         problems = []
@@ -75,8 +91,10 @@ class DiscoveryConfig:
             problems.append(f"min_shift={self.min_shift}: choose 0 <= min_shift < S ({self.S})")
         if not self.direction_init_std >= 0:
             problems.append(f"direction_init_std={self.direction_init_std}: give a standard deviation >= 0 (0 is the paper's zero init)")
-        if self.discriminator_init not in ("random", "pretrained"):
+        if self.discriminator_init not in DISCRIMINATOR_INITS:
             problems.append(f"discriminator_init={self.discriminator_init!r}: choose 'random' or 'pretrained'")
+        if self.reconstructor not in RECONSTRUCTORS:
+            problems.append(f"reconstructor={self.reconstructor!r}: choose one of {', '.join(RECONSTRUCTORS)}")
         if self.keep_graph_steps is not None and not 0 <= self.keep_graph_steps <= self.M:
             problems.append(f"keep_graph_steps={self.keep_graph_steps}: choose 0..M ({self.M})")
         if self.memory_budget_mb is not None and not self.memory_budget_mb >= 0:
@@ -148,6 +166,6 @@ class DiscoveryConfig:
 
 # Named recipes: the same settings, the paper's values and hspace's defaults.
 RECIPES: dict[str, dict] = {
-    "hspace": {name: f.default for name, f in DiscoveryConfig.__dataclass_fields__.items() if name in PAPER_RECIPE},
+    "hspace": {f.name: f.default for f in fields(DiscoveryConfig) if f.name in PAPER_RECIPE},
     "paper": PAPER_RECIPE,
 }

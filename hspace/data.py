@@ -117,7 +117,7 @@ def _read_image(path: Path, image_size: int, mode: str) -> np.ndarray:
             im = ImageOps.fit(im.convert(mode), (image_size, image_size), Image.Resampling.LANCZOS)
             return np.asarray(im, dtype=np.uint8)
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
-        raise ValueError(f"cannot read image {path}: {e}; remove the file (or replace it) and try again") from None
+        raise ValueError(f"cannot read image {path} ({e}): give a PNG, JPEG, BMP, WebP, GIF or TIFF file") from None
 
 
 def image_files(folder: str | Path) -> list[Path]:

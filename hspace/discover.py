@@ -9,14 +9,15 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .artifacts import atomic_write
+from .artifacts import atomic_write, read_checkpoint
 from .backends import load_model
 from .config import DiscoveryConfig
 from .distributed import Distributed
 from .monitor import HeldOutPairs
 from .run import model_reference, save_parts
 from .train import DiscoveryTrainer
-from .viz import direction_sweep, magnitudes, save_grid
+from .sampling import direction_sweep, magnitudes, seed_noise
+from .viz import save_image, sheet
 
 LOG_FIELDS = ["step", "loss_d", "loss_g", "loss_r", "acc", "rca_running", "rca_heldout", "shift_mae_heldout", "live_units",
               "grad_g", "grad_ce", "grad_l1", "seconds"]  # fmt: skip
@@ -66,15 +67,15 @@ class RunLogger:
 
 def overview_grid(trainer: DiscoveryTrainer, path: Path, max_directions: int = 16, seeds: int = 2) -> Path:
     """Directions as rows (``seeds`` seeds each), 7 magnitudes from -S to S as columns."""
-    g = torch.Generator().manual_seed(0)
     m = trainer.model
-    x_T = torch.randn(seeds, m.in_channels, m.image_size, m.image_size, generator=g).to(trainer.device)
+    x_T = seed_noise(range(seeds), m.in_channels, m.image_size).to(trainer.device)
     mags = magnitudes(trainer.cfg.S, 7)
+    ks = range(min(trainer.cfg.K, max_directions))
     block = trainer.modules.shift_block.eval()
-    rows = [direction_sweep(m, block, trainer.timesteps, trainer.cfg.t_stop, k, x_T, mags)
-            for k in range(min(trainer.cfg.K, max_directions))]  # fmt: skip
+    rows = [direction_sweep(m, block, trainer.timesteps, trainer.cfg.t_stop, k, x_T, mags) for k in ks]
     block.train()
-    return save_grid(torch.cat(rows), path, ncol=len(mags), scale=2)
+    labels = [str(k) for k in ks for _ in range(seeds)]
+    return save_image(sheet(torch.cat(rows), 2, mags, labels), path)  # rows: [K' * seeds x 7 x C x H x W]
 
 
 def save_checkpoint(folder: Path, trainer: DiscoveryTrainer, model_ref: dict, rca: float) -> None:
@@ -89,20 +90,25 @@ def save_checkpoint(folder: Path, trainer: DiscoveryTrainer, model_ref: dict, rc
         "generator": trainer.generator.get_state(),
         "real_cache": trainer.cache.state_dict(),
         "rca_running": rca,
+        "model_fingerprint": model_ref["fingerprint"],
     }
     atomic_write(folder / "checkpoint.pt", lambda tmp: torch.save(state, tmp))
 
 
-def load_checkpoint(folder: Path, trainer: DiscoveryTrainer) -> float:
-    path = folder / "checkpoint.pt"
-    if not path.exists():
-        raise ValueError(f"--resume: {folder} holds no checkpoint.pt; start without --resume")
-    state = torch.load(path, map_location=trainer.device, weights_only=True)
+def load_checkpoint(folder: Path, trainer: DiscoveryTrainer, model_ref: dict) -> float:
+    """Restore the trainer from ``checkpoint.pt``, refusing one made with other settings or another model."""
+    state = read_checkpoint(folder / "checkpoint.pt", trainer.device)
     saved = DiscoveryConfig.from_saved(json.loads(state["config"])).to_dict()
     changed = {k for k, v in trainer.cfg.to_dict().items() if saved.get(k) != v} - RESUMABLE_CHANGES
     if changed:
         diff = ", ".join(f"{k}: run has {saved.get(k)!r}, now {getattr(trainer.cfg, k)!r}" for k in sorted(changed))
         raise ValueError(f"--resume with other settings ({diff}): drop those overrides or use a new --out")
+    saved_model = state.get("model_fingerprint")
+    if saved_model is not None and saved_model != model_ref["fingerprint"]:
+        raise ValueError(
+            f"--resume with another model: the run was trained on fingerprint {saved_model}, "
+            f"{model_ref['source']} has {model_ref['fingerprint']}; resume with the run's model or use a new --out"
+        )
     trainer.modules.load_state_dict(state["modules"])
     trainer.opt_g.load_state_dict(state["opt_g"])
     trainer.opt_d.load_state_dict(state["opt_d"])
@@ -132,24 +138,29 @@ def discover(
     with the loss terms' gradient norms at x~0. Under torchrun every process trains on its share of
     each batch and process 0 writes the run.
     """
+    # Everything is checked before the folder is touched or anything computed.
     if rca_every < 0 or rca_pairs < 1:
         raise ValueError(f"rca_every={rca_every}, rca_pairs={rca_pairs}: give rca_every >= 0 (0: never) and rca_pairs >= 1")
+    if checkpoint_every < 1 or grid_every < 0:
+        raise ValueError(f"checkpoint_every={checkpoint_every}, grid_every={grid_every}: give >= 1 and >= 0 (0: never)")
     out = Path(out)
     if not resume and (out / "checkpoint.pt").exists():
         raise ValueError(f"{out} already holds a discovery run: pass --resume to continue it, or choose another --out")
+    if resume and not (out / "checkpoint.pt").exists():
+        raise ValueError(f"--resume: {out} holds no checkpoint.pt; start without --resume")
     dist, device = Distributed.from_env(device)
     model = load_model(model_source, flags)
     trainer = DiscoveryTrainer(model, cfg, device, dist)
     model_ref = model_reference(model_source, model)
     main = dist.is_main
+    rca = load_checkpoint(out, trainer, model_ref) if resume else 0.0
     if main:
         out.mkdir(parents=True, exist_ok=True)
-    rca = load_checkpoint(out, trainer) if resume else 0.0
-    logger = RunLogger(out, trainer.step) if main else None
+    say = print if progress and main else lambda *_: None
     held_out = HeldOutPairs(trainer.model, cfg, trainer.timesteps, rca_pairs, device=trainer.device) if main and rca_every else None
+    logger = RunLogger(out, trainer.step) if main else None
+    say(f"step {trainer.step + 1} also measures each chain step's memory and fills the real-chain cache: it takes longer")
     bar = tqdm(total=cfg.train_steps, initial=trainer.step, desc="discover", disable=not (progress and main))
-    if progress and main and trainer.step == 0:
-        bar.write("the first step measures each chain step's memory and fills the real-chain cache: it takes longer")
     start, last_save = time.monotonic(), time.monotonic()
     held_out_rca = None
     try:

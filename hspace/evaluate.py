@@ -11,14 +11,13 @@ from tqdm.auto import tqdm
 
 from .artifacts import atomic_write
 from .config import DiscoveryConfig
-from .export import GlobalDirections, mean_shifts
+from .directions import GlobalDirections, mean_shifts
 from .metrics import accuracy_per_class, edit_agreement, edit_overlap, frechet_distance, interpretability_proxy
 from .nets import build_reconstructor
-from .run import Run
-from .sampling import sample
 from .monitor import recalibrate_batch_norm
+from .run import Run
+from .sampling import magnitudes, sample, seed_noise
 from .train import draw_edits, run_chains
-from .viz import magnitudes, seed_noise
 
 LOG_2 = 0.6931471805599453
 
@@ -33,9 +32,14 @@ def load_feature_extractor(spec: str | None, in_channels: int):
     import importlib
 
     module, _, attr = spec.partition(":")
-    if not attr:
+    if not module or not attr:
         raise ValueError(f"--features {spec!r}: write MODULE:ATTR, e.g. mypkg.nets:feature_net")
-    obj = getattr(importlib.import_module(module), attr)
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except ImportError as e:
+        raise ValueError(f"--features {spec!r}: cannot import {module!r} ({e}); install it or fix the name") from None
+    except AttributeError:
+        raise ValueError(f"--features {spec!r}: {module!r} has no {attr!r}; give MODULE:ATTR of an nn.Module") from None
     if isinstance(obj, type) or (callable(obj) and not isinstance(obj, torch.nn.Module)):
         obj = obj()
     if not isinstance(obj, torch.nn.Module):
@@ -51,8 +55,8 @@ def reconstructor_accuracy(run: Run, num_pairs: int, batch_size: int = 100, seed
     RCA with the reconstructor's BatchNorm statistics recalibrated on that many fresh pairs."""
     cfg = run.config
     recon = run.load_part("reconstructor", build_reconstructor(cfg.reconstructor, run.model.in_channels, cfg.K))
-    recon = recon.to(next(run.shift_block.parameters()).device).eval()
-    device = next(run.shift_block.parameters()).device
+    device = run.device
+    recon = recon.to(device).eval()
     m = run.model
 
     def pairs(first_seed: int, n_pairs: int, g: torch.Generator, show: str | None = None):
@@ -109,10 +113,9 @@ def hspace_properties(run: Run, directions: list[int], num_seeds: int = 8, num_m
     """Paper 5.4: edits with the per-sample shift f_t(h_t, k), the mean over 20 samples per timestep, and the
     time-invariant global direction; agreement = |edit - per-sample edit| / |per-sample edit - plain| (0 is perfect)."""
     m, cfg = run.model, run.config
-    device = next(run.shift_block.parameters()).device
     per_step = mean_shifts(run, num_mean_samples, seed=1, directions=directions)
-    shifted_ts = [t for t in run.timesteps if t >= cfg.t_stop]
-    x_T = seed_noise(range(1000, 1000 + num_seeds), m.in_channels, m.image_size).to(device)
+    shifted_ts = run.shifted_timesteps
+    x_T = seed_noise(range(1000, 1000 + num_seeds), m.in_channels, m.image_size).to(run.device)
     plain = sample(m, x_T, run.timesteps)
     rows = {}
     for i, k in enumerate(directions):
@@ -129,20 +132,24 @@ def hspace_properties(run: Run, directions: list[int], num_seeds: int = 8, num_m
 def rank_directions(run: Run, directions: list[int], num_seeds: int = 8, num_magnitudes: int = 7) -> tuple[dict, torch.Tensor]:
     """The interpretability proxy per direction (see ``metrics.interpretability_proxy``), and how
     alike the directions' edits at s = +S are (``metrics.edit_overlap``, [K x K])."""
-    from .viz import direction_sweep
-
     m, cfg = run.model, run.config
-    device = next(run.shift_block.parameters()).device
-    x_T = seed_noise(range(num_seeds), m.in_channels, m.image_size).to(device)
+    x_T = seed_noise(range(num_seeds), m.in_channels, m.image_size).to(run.device)
     mags = magnitudes(cfg.S, num_magnitudes)
     zero, top = min(range(len(mags)), key=lambda j: abs(mags[j])), max(range(len(mags)), key=lambda j: mags[j])
     out, changes = {}, []
     for k in tqdm(directions, desc="proxy", leave=False):
-        x = direction_sweep(m, run.shift_block, run.timesteps, cfg.t_stop, k, x_T, mags)
-        x = x.view(num_seeds, len(mags), *x.shape[1:])
+        x = run.sweep(k, x_T, mags)  # [seeds x magnitudes x C x H x W]
         out[k] = interpretability_proxy(x, torch.tensor(mags))
         changes.append((x[:, top] - x[:, zero]).cpu())
     return out, edit_overlap(torch.stack(changes))
+
+
+def check_counts(num_pairs: int, recalibrate_pairs: int) -> None:
+    """The sample counts of ``evaluate``, checked before anything is loaded or sampled."""
+    if num_pairs < 1:
+        raise ValueError(f"--num-pairs {num_pairs}: give at least one pair (paper: 5000)")
+    if recalibrate_pairs < 0:
+        raise ValueError(f"--recalibrate-pairs {recalibrate_pairs}: give a count >= 0 (0: no recalibration)")
 
 
 def evaluate(run: Run, out: Path, num_pairs: int = 5000, features: str | None = None, real_source: str = "mnist",
@@ -150,13 +157,14 @@ def evaluate(run: Run, out: Path, num_pairs: int = 5000, features: str | None = 
     """Every measure, ``report.md`` and its plots in ``out``; returns the JSON-able results."""
     from .data import load_dataset
 
+    check_counts(num_pairs, recalibrate_pairs)
     start = time.monotonic()
-    out.mkdir(parents=True, exist_ok=True)
     m = run.model
-    device = next(run.shift_block.parameters()).device
+    device = run.device
     extractor = load_feature_extractor(features, m.in_channels)
-    rca = reconstructor_accuracy(run, num_pairs, seed=seed, features=extractor, progress=progress, recalibrate_pairs=recalibrate_pairs)
     real, _ = load_dataset(real_source, m.image_size, m.in_channels, split="heldout")
+    out.mkdir(parents=True, exist_ok=True)
+    rca = reconstructor_accuracy(run, num_pairs, seed=seed, features=extractor, progress=progress, recalibrate_pairs=recalibrate_pairs)
     with torch.no_grad():
         f_real = torch.cat([extractor(real[i : i + 500].to(device)).cpu() for i in range(0, len(real), 500)])
     result = {k: v for k, v in rca.items() if not k.startswith("features")}
@@ -183,14 +191,6 @@ def summarise_overlap(overlap: torch.Tensor, ks: list[int]) -> dict:
     cosine, index = overlap.masked_fill(diagonal, float("-inf")).max(dim=1)
     nearest = {k: {"k": ks[int(j)], "cosine": float(c)} for k, j, c in zip(ks, index, cosine)}
     return {"edit_overlap": overlap.tolist(), "edit_overlap_mean": float(overlap[~diagonal].mean()), "nearest_direction": nearest}
-
-
-def _run_name(run: Run) -> str:
-    """A shipped run's name (not its path inside the installed package), else its folder."""
-    from .presets import SHIPPED_RUNS
-
-    names = [name for name, folder in SHIPPED_RUNS.items() if Path(folder).resolve() == Path(run.folder).resolve()]
-    return names[0] if names else str(run.folder)
 
 
 def write_report(run: Run, r: dict, out: Path) -> Path:
@@ -232,7 +232,7 @@ def write_report(run: Run, r: dict, out: Path) -> Path:
     mean_agree = sum(v["mean_vs_per_sample"] for v in hp.values()) / len(hp)
     glob_agree = sum(v["global_vs_per_sample"] for v in hp.values()) / len(hp)
     lines = [
-        f"# Evaluation of `{_run_name(run)}`", "",
+        f"# Evaluation of `{run.name}`", "",
         f"K={cfg.K}, S={cfg.S}, M={cfg.M}, t_stop={cfg.t_stop}, trained {run.step} steps at batch {cfg.batch_size}. "
         f"Evaluated in {r['seconds']} s.", "",
         "| measure | value | paper (MNIST) |", "|---|---|---|",

@@ -20,21 +20,19 @@ import datetime
 import html
 import io
 import json
-import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .artifacts import atomic_write, read_metadata
-from .edit import read_labels, resolve_direction
-from .viz import direction_sweep, grid, magnitudes as even_magnitudes, seed_noise
+from .artifacts import atomic_write
+from .run import Run, load_run, resolve_direction
+from .sampling import magnitudes as even_magnitudes, seed_noise
+from .viz import default_scale, sheet
 
-MIN_CELL = 64  # px: small images are enlarged (nearest) to cells of at least this size
-PAD = 2  # px of white between cells (not enlarged)
+PAGE = "mos.html"
 CRITERIA = (
     ("smooth", "the images change gradually from left to right, without jumps or sudden switches;"),
     ("consistent across the {rows} examples", "all rows show the same kind of change;"),
@@ -42,17 +40,13 @@ CRITERIA = (
 )
 
 
-def _fingerprint(run) -> str | None:
-    """The model fingerprint recorded with the run: ``config.json`` metadata, else the shift block's."""
-    for read in (lambda: json.loads((run.folder / "config.json").read_text()),
-                 lambda: read_metadata(run.folder / "shift_block.safetensors")):  # fmt: skip
-        try:
-            fp = read()["model"]["fingerprint"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if fp:
-            return str(fp)
-    return None
+def _open_png(path: Path) -> Image.Image | None:
+    """A grid ``show`` wrote, or None when it cannot be read (then it is drawn again)."""
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (OSError, ValueError):
+        return None
 
 
 def _png_data_uri(img: Image.Image) -> str:
@@ -66,51 +60,79 @@ def _json_for_script(obj) -> str:
     return json.dumps(obj).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+def page_path(out: str | Path) -> Path:
+    """The study page inside the ``--out`` folder; refuses a file where the folder should be."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file: give a folder for the study page (it writes {PAGE} there)")
+    return out / PAGE
+
+
+def rendered_sweeps(run: Run, seeds: list[int], mags: list[float], scale: int) -> dict[int, Path]:
+    """Grids ``hspace show`` already rendered for this run with the same seeds, magnitudes and scale."""
+    manifest = run.folder / "show" / "sweeps.json"
+    try:
+        saved = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return {}
+    same = saved.get("seeds") == seeds and saved.get("magnitudes") == mags and saved.get("scale") == scale
+    same = same and saved.get("step") == run.step
+    if not same:
+        return {}
+    files = {int(k): manifest.parent / name for k, name in saved.get("files", {}).items()}
+    return {k: path for k, path in files.items() if path.exists()}
+
+
 @torch.no_grad()
-def build_mos_page(run, out_path: str | Path, directions: Sequence[int | str] | None = None,
-                   seeds: Iterable[int] = range(8), num_magnitudes: int = 9, scale: int | None = None,
-                   progress: bool = True) -> Path:  # fmt: skip
-    """Write the MOS page for ``run`` (a ``Run``, run folder or shipped run name) to ``out_path``; returns it.
+def build_mos_page(
+    run,
+    out: str | Path,
+    directions: Sequence[int | str] | None = None,
+    seeds: Iterable[int] = range(8),
+    num_magnitudes: int = 9,
+    scale: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Write the MOS page for ``run`` (a ``Run``, run folder or shipped run name) into the folder ``out``.
 
     Per direction (all by default; indices or labels) a grid of ``len(seeds)`` rows x ``num_magnitudes``
-    columns (s evenly from -S to S), cells enlarged ``scale`` times (default: to at least 64 px).
+    columns (s evenly from -S to S), cells enlarged ``scale`` times (default: to at least 64 px); the grids
+    ``hspace show`` rendered with the same settings are reused. Returns the page's path.
     """
-    from .run import Run, load_run
-
-    if not isinstance(run, Run):
-        run = load_run(run)
-    cfg, model = run.config, run.model
+    path = page_path(out)
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("no seeds: the study needs examples, e.g. seeds=range(8)")
     if num_magnitudes < 2:
         raise ValueError(f"num_magnitudes={num_magnitudes}: need at least 2 columns to show a transition, e.g. 9")
-    if scale is None:
-        scale = max(1, math.ceil(MIN_CELL / model.image_size))
-    elif int(scale) != scale or scale < 1:
+    if scale is not None and (int(scale) != scale or scale < 1):
         raise ValueError(f"scale={scale}: give a whole number >= 1")
-    scale = int(scale)
-    labels = read_labels(run.folder)
+    if not isinstance(run, Run):
+        run = load_run(run)
+    cfg, model = run.config, run.model
+    scale = int(scale or default_scale(model.image_size))
+    labels = run.labels()
     if directions is None:
         ks = list(range(cfg.K))
     else:
         ks = list(dict.fromkeys(resolve_direction(str(d), labels, cfg.K) for d in directions))
     if not ks:
         raise ValueError("no directions: give at least one index (or leave directions=None for all)")
-    mags = [0.0 if abs(s) <= 1e-9 * cfg.S else s for s in even_magnitudes(cfg.S, num_magnitudes)]
+    mags = even_magnitudes(cfg.S, num_magnitudes)
 
-    device = next(run.shift_block.parameters()).device
-    x_T = seed_noise(seeds, model.in_channels, model.image_size).to(device)
+    reused = rendered_sweeps(run, seeds, mags, scale)
+    x_T = seed_noise(seeds, model.in_channels, model.image_size).to(run.device)
     entries = []
     for k in tqdm(ks, desc="mos page", unit="direction", disable=not progress):
-        x = direction_sweep(model, run.shift_block, run.timesteps, cfg.t_stop, k, x_T, mags)
-        if scale > 1:
-            x = F.interpolate(x.float(), scale_factor=scale, mode="nearest")
-        entries.append((k, labels.get(k), _png_data_uri(Image.fromarray(grid(x, len(mags), pad=PAD)))))
+        picture = _open_png(reused[k]) if k in reused else None
+        if picture is None:
+            picture = sheet(run.sweep(k, x_T, mags), scale, mags)
+        uri = _png_data_uri(picture)
+        entries.append((k, labels.get(k), uri))
 
-    meta = {"run": run.folder.name, "run_fingerprint": _fingerprint(run), "K": cfg.K, "directions": ks}
+    meta = {"run": run.folder.name, "run_fingerprint": run.model_ref.get("fingerprint"), "K": cfg.K, "directions": ks}
     page = render_page(meta, entries, mags, len(seeds), cfg.S)
-    return atomic_write(out_path, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
 
 
 def render_page(meta: dict, entries: Sequence[tuple[int, str | None, str]], mags: Sequence[float],

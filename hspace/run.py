@@ -1,14 +1,20 @@
-"""A discovery run folder: trained parts as safetensors carrying their config, and loading it back.
+"""What a discovery run folder is: its trained parts, model reference, labels, directions and loading.
 
 Layout: ``config.json`` (readable copy), ``shift_block.safetensors``, ``reconstructor.safetensors``,
 ``discriminator.safetensors`` (each with the resolved config, hspace version and model source in
-metadata), ``checkpoint.pt`` (optimisers and RNG, for ``--resume``), ``log.csv``, ``grids/``.
+metadata), ``checkpoint.pt`` (optimisers and RNG, for ``--resume``), ``log.csv``, ``grids/``,
+``labels.json`` (names of directions, written by ``hspace label``).
+
+The front ends (``show``, ``edit``, ``mos``, ``evaluate``, ``export``) read runs through this module only.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -17,10 +23,14 @@ from .artifacts import atomic_write, load_tensors, save_tensors
 from .backends import HSpaceModel, load_model
 from .config import DiscoveryConfig
 from .directions import ShiftBlock
+from .sampling import Directions, direction_sweep
 from .schedule import uniform_timesteps
 
 PARTS = ("shift_block", "reconstructor", "discriminator")
 KIND = "hspace-{}"
+LABELS = "labels.json"
+
+# model reference
 
 
 def model_fingerprint(model: HSpaceModel) -> str:
@@ -40,6 +50,148 @@ def model_reference(source, model: HSpaceModel) -> dict:
     return {"source": src, "fingerprint": model_fingerprint(model), **model.describe()}
 
 
+# device
+
+
+def resolve_device(text: str) -> str:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``, checked against this machine before any work starts."""
+    text = str(text).strip().lower()
+    if text == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    kind, _, index = text.partition(":")
+    if kind == "cpu" and not index:
+        return "cpu"
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise ValueError(f"--device {text}: give cpu, cuda, cuda:N or auto")
+    if not torch.cuda.is_available():
+        raise ValueError(f"--device {text}: CUDA is not available on this machine; use --device cpu")
+    if index and int(index) >= torch.cuda.device_count():
+        raise ValueError(f"--device {text}: this machine has {torch.cuda.device_count()} CUDA device(s), 0..")
+    return text
+
+
+# shipped runs
+
+
+def shipped_run_folder(name: str | Path) -> Path | None:
+    """The folder of a run shipped inside the package, by name (``default``); None for anything else."""
+    from .presets import SHIPPED_RUNS
+
+    return SHIPPED_RUNS.get(str(name))
+
+
+def shipped_run_name(folder: str | Path) -> str | None:
+    """The name of the shipped run living in ``folder``, or None: shipped runs are named, not pathed."""
+    from .presets import SHIPPED_RUNS
+
+    resolved = Path(folder).resolve()
+    return next((name for name, path in SHIPPED_RUNS.items() if Path(path).resolve() == resolved), None)
+
+
+# direction lists
+
+_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+
+
+def parse_indices(text: str, what: str = "direction") -> list[int]:
+    """'0-7', '0,3,5' or '0-3,8' -> indices in the given order, duplicates dropped."""
+    out: list[int] = []
+    for part in str(text).split(","):
+        if not part.strip():
+            continue
+        m = _RANGE.match(part)
+        if m is None:
+            raise ValueError(f"bad {what} list {text!r}: write indices like 0-7, 0,3,5 or 0-3,8")
+        lo, hi = int(m[1]), int(m[2] or m[1])
+        if hi < lo:
+            raise ValueError(f"bad {what} range {part.strip()!r} in {text!r}: write the smaller index first")
+        out.extend(range(lo, hi + 1))
+    if not out:
+        raise ValueError(f"no {what}s in {text!r}: give at least one, e.g. 0-7")
+    return list(dict.fromkeys(out))
+
+
+def format_indices(ks: Sequence[int]) -> str:
+    """[0, 1, 2, 3, 8] -> '0-3,8' (the inverse of ``parse_indices``)."""
+    parts: list[str] = []
+    for k in ks:
+        if parts and parts[-1].split("-")[-1] == str(k - 1):
+            parts[-1] = f"{parts[-1].split('-')[0]}-{k}"
+        else:
+            parts.append(str(k))
+    return ",".join(parts)
+
+
+def check_direction(k: int, K: int) -> int:
+    """k unchanged, or a ValueError naming the run's range."""
+    if not 0 <= k < K:
+        raise ValueError(f"direction {k} out of range: this run has K={K} directions (0..{K - 1})")
+    return k
+
+
+def check_directions(ks: Sequence[int], K: int) -> list[int]:
+    """The indices unchanged, or a ValueError naming the run's range."""
+    return [check_direction(k, K) for k in ks]
+
+
+# labels
+
+
+def read_labels(folder: str | Path) -> dict[int, str]:
+    """Names of directions from ``labels.json`` ({"k": "name"}) in the run folder, if there is one."""
+    path = Path(folder) / LABELS
+    if not path.exists():
+        return {}
+    try:
+        return {int(k): str(v) for k, v in json.loads(path.read_text()).items()}
+    except (ValueError, AttributeError) as e:
+        raise ValueError(f'{path} should map direction indices to names, like {{"3": "thick"}} ({e})') from None
+
+
+def write_label(folder: str | Path, k: int, name: str, K: int) -> Path:
+    """Name direction k of a run (``hspace label``); names are unique and not numbers."""
+    check_direction(k, K)
+    if not name or name.lstrip("-").replace(".", "", 1).isdigit() or ":" in name:
+        raise ValueError(f"label {name!r}: use a word such as 'thickness' (no ':' and not a number)")
+    labels = read_labels(folder)
+    taken = {v: i for i, v in labels.items()}
+    if name in taken and taken[name] != k:
+        raise ValueError(f"label {name!r} already names direction {taken[name]}: pick another name")
+    labels[k] = name
+    text = json.dumps({str(i): v for i, v in sorted(labels.items())}, indent=2)
+    return atomic_write(Path(folder) / LABELS, lambda tmp: Path(tmp).write_text(text))
+
+
+def resolve_direction(token: str, labels: dict[int, str], K: int) -> int:
+    """A direction index or its label."""
+    names = {v: i for i, v in labels.items()}
+    if token in names:
+        return names[token]
+    try:
+        k = int(token)
+    except ValueError:
+        known = ", ".join(sorted(names)) or "none yet: name one with `hspace label RUN K NAME`"
+        raise ValueError(f"unknown direction {token!r}: give an index 0..{K - 1} or a label ({known})") from None
+    return check_direction(k, K)
+
+
+def parse_edit(text: str, labels: dict[int, str], K: int) -> tuple[int, float]:
+    """``K:S`` or ``name:S`` -> (k, s)."""
+    token, sep, magnitude = text.rpartition(":")
+    if not sep or not token:
+        raise ValueError(f"edit {text!r}: write DIRECTION:MAGNITUDE, e.g. 3:2.5 or thickness:-2")
+    try:
+        s = float(magnitude)
+    except ValueError:
+        raise ValueError(f"edit {text!r}: the magnitude {magnitude!r} is not a number") from None
+    if not abs(s) < float("inf"):
+        raise ValueError(f"edit {text!r}: give a finite magnitude, e.g. 2.5")
+    return resolve_direction(token, labels, K), s
+
+
+# the run folder
+
+
 def save_parts(folder: Path, modules, cfg: DiscoveryConfig, model_ref: dict, step: int) -> None:
     """Write each trained part atomically; ``config.json`` last, as the run's table of contents."""
     meta = dict(config=cfg.to_dict(), model=model_ref, step=step)
@@ -51,17 +203,55 @@ def save_parts(folder: Path, modules, cfg: DiscoveryConfig, model_ref: dict, ste
 
 @dataclass
 class Run:
-    """Directions discovered on a model: what ``show``, ``edit`` and ``evaluate`` need."""
+    """Directions discovered on a model: what ``show``, ``edit``, ``mos``, ``evaluate`` and ``export`` need."""
 
     folder: Path
     model: HSpaceModel
     shift_block: ShiftBlock
     config: DiscoveryConfig
     step: int
+    model_ref: dict = field(default_factory=dict)  # source, fingerprint, backend (``model_reference``)
 
     @property
     def timesteps(self) -> list[int]:
+        """The generative chain tau_M > ... > tau_1 the run was trained on."""
         return uniform_timesteps(self.config.M, self.model.num_train_steps)
+
+    @property
+    def shifted_timesteps(self) -> list[int]:
+        """The chain's steps in the shifting interval t >= t_stop."""
+        return [t for t in self.timesteps if t >= self.config.t_stop]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.shift_block.parameters()).device
+
+    @property
+    def name(self) -> str:
+        """A shipped run's name (not its path inside the installed package), else its folder."""
+        return shipped_run_name(self.folder) or str(self.folder)
+
+    @property
+    def shipped(self) -> bool:
+        return shipped_run_name(self.folder) is not None
+
+    def labels(self) -> dict[int, str]:
+        return read_labels(self.folder)
+
+    def direction(self, token: str) -> int:
+        """A direction of this run by index or label."""
+        return resolve_direction(str(token), self.labels(), self.config.K)
+
+    def sweep(self, k: int, x_T: torch.Tensor, mags: Sequence[float], timesteps: Sequence[int] | None = None,
+              directions: Directions | None = None) -> torch.Tensor:  # fmt: skip
+        """Direction k from each x_T [R x C x H x W] at each magnitude: [R x n x C x H x W].
+
+        ``timesteps``: another chain than the run's (``edit`` inverts with its own); ``directions``:
+        exported global directions instead of the shift block.
+        """
+        chain = self.timesteps if timesteps is None else timesteps
+        block = self.shift_block if directions is None else directions
+        return direction_sweep(self.model, block, chain, self.config.t_stop, k, x_T, mags)
 
     def load_part(self, part: str, module: torch.nn.Module) -> torch.nn.Module:
         tensors, _ = load_tensors(self.folder / f"{part}.safetensors", KIND.format(part))
@@ -69,27 +259,33 @@ class Run:
         return module
 
 
-def load_run(folder: str | Path, model: HSpaceModel | None = None, device: str | torch.device = "cpu") -> Run:
-    """Open a run folder (or a shipped run's name); the model comes from the run's metadata unless given."""
-    from . import presets
+def check_run_folder(ref: str | Path) -> Path:
+    """The folder of a run reference (a folder or a shipped run's name), checked without loading anything."""
+    folder = Path(shipped_run_folder(ref) or ref)
+    if not (folder / "shift_block.safetensors").exists():
+        raise ValueError(
+            f"{ref} is not a discovery run (no shift_block.safetensors): give a folder made by `hspace discover`"
+        )
+    return folder
 
-    folder = Path(presets.SHIPPED_RUNS.get(str(folder), folder))
-    path = folder / "shift_block.safetensors"
-    if not path.exists():
-        raise ValueError(f"{folder} is not a discovery run (no shift_block.safetensors): give a folder made by `hspace discover`")
-    tensors, meta = load_tensors(path, KIND.format("shift_block"))
+
+def load_run(ref: str | Path, model: HSpaceModel | None = None, device: str | torch.device = "cpu") -> Run:
+    """Open a run folder (or a shipped run's name); the model comes from the run's metadata unless given."""
+    folder = check_run_folder(ref)
+    tensors, meta = load_tensors(folder / "shift_block.safetensors", KIND.format("shift_block"))
     cfg = DiscoveryConfig.from_saved(meta["config"])
-    ref = meta["model"]
+    model_ref = meta["model"]
     if model is None:
         try:
-            model = load_model(ref["source"])
+            model = load_model(model_ref["source"])
         except ValueError as e:
-            raise ValueError(f"cannot reopen the run's model {ref['source']!r} ({e}); pass the model explicitly (--model)") from None
-    if model_fingerprint(model) != ref["fingerprint"]:
+            raise ValueError(f"cannot reopen the run's model {model_ref['source']!r} ({e}); pass the model explicitly") from None
+    if model_fingerprint(model) != model_ref["fingerprint"]:
         raise ValueError(
-            f"{folder} was discovered on another model ({ref['source']}, fingerprint {ref['fingerprint']}): "
+            f"{folder} was discovered on another model ({model_ref['source']}, fingerprint {model_ref['fingerprint']}): "
             "use the model it was trained on, or run `hspace discover` on this one"
         )
     block = ShiftBlock(model.h_channels, model.emb_channels, cfg.K)
     block.load_state_dict(tensors, strict=True)
-    return Run(folder, model.to(device), block.to(device).eval().requires_grad_(False), cfg, int(meta["step"]))
+    block = block.to(device).eval().requires_grad_(False)
+    return Run(folder, model.to(device), block, cfg, int(meta["step"]), model_ref)

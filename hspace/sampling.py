@@ -1,6 +1,16 @@
-"""DDIM, the asymmetric DDIM step of the paper's Eq. (2), sampling and inversion.
+"""DDIM, the asymmetric DDIM step of the paper's Eq. (2), sampling, direction sweeps and inversion.
 
 Pure functions over explicit timesteps (see ``schedule.py``). eps-prediction throughout.
+
+Notation (paper section 4):
+
+| name here | paper | meaning |
+|---|---|---|
+| ``abar_t``, ``abar_prev`` | alpha_t, alpha_{t-1} (cumulative) | the noise level of x_t and of the next, less noisy step |
+| ``eps`` | eps(x_t given h) | the frozen model's noise prediction |
+| ``eps_hat`` | eps(x_t given h_hat) | the same with h shifted: h_hat = h + sum_i s_i f_t(h, k_i) |
+| ``x0`` / ``x~0`` | x_0 / x~_0 | the end of the plain chain / of the shifted chain |
+| ``t_stop`` | t_edit | shifts apply for t >= t_stop; plain DDIM below |
 """
 from __future__ import annotations
 
@@ -123,6 +133,42 @@ def sample(
             callback({"i": i, "t": t, "x": x_next, "x0_pred": predict_x0(x, eps_hat, abar_t)})
         x = x_next
     return x
+
+
+def seed_noise(seeds: Sequence[int], channels: int, size: int) -> torch.Tensor:
+    """x_T [R x C x H x W], row i from its own generator seeded ``seeds[i]``: independent of the batch."""
+    return torch.stack([torch.randn(channels, size, size, generator=torch.Generator().manual_seed(s)) for s in seeds])
+
+
+def magnitudes(S: float, n: int = 9) -> list[float]:
+    """n magnitudes evenly from -S to S (n odd puts the unshifted sample, exactly 0, in the middle column)."""
+    if n == 1:
+        return [0.0]
+    values = [-S + 2 * S * i / (n - 1) for i in range(n)]
+    return [0.0 if abs(s) <= 1e-9 * S else s for s in values]
+
+
+@torch.no_grad()
+def direction_sweep(
+    model: HSpaceModel,
+    directions: Directions,
+    timesteps: Sequence[int],
+    t_stop: int,
+    k: int,
+    x_T: torch.Tensor,
+    mags: Sequence[float],
+) -> torch.Tensor:
+    """Samples of direction k: rows the x_T [R x C x H x W], columns the magnitudes; [R x n x C x H x W].
+
+    All magnitudes run as one batch. No clipping of x0, as in training and RCA: the s = 0 column is
+    the plain sample (or, from an inverted x_T, the reconstruction).
+    """
+    s_row = torch.as_tensor(list(mags), dtype=x_T.dtype, device=x_T.device)  # [n]
+    rows, cols = x_T.shape[0], s_row.shape[0]
+    x = x_T.repeat_interleave(cols, dim=0)  # [R * n x C x H x W], row-major
+    s = s_row.repeat(rows)  # [R * n]
+    x0 = sample(model, x, timesteps, directions=directions, edits=[(k, s)], t_stop=t_stop)
+    return x0.unflatten(0, (rows, cols))
 
 
 @torch.no_grad()

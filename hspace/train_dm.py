@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .artifacts import atomic_write
+from .artifacts import atomic_write, read_checkpoint
 from .backends import ADMConfig, ADMModel, save_model
 from .sampling import sample
 from .schedule import uniform_timesteps
-from .viz import save_grid
+from .viz import as_rows, save_image, sheet
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,19 @@ def diffusion_loss(model: ADMModel, x0: torch.Tensor, generator: torch.Generator
     abar = model.alphas_cumprod[t].to(x0.dtype)[:, None, None, None]
     x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
     return F.mse_loss(model.unet(x_t, t)[:, : model.in_channels], eps)
+
+
+# Settings that may change when resuming (how long to train, how often to write); anything else must match.
+RESUMABLE_CHANGES = {"train_steps", "sample_every", "checkpoint_every"}
+
+
+def check_out(out: Path, resume: bool) -> None:
+    """The run folder suits the command: a checkpoint to resume from, or none to overwrite."""
+    checkpoint = out / "checkpoint.pt"
+    if resume and not checkpoint.exists():
+        raise ValueError(f"--resume: no checkpoint.pt in {out}; start without --resume")
+    if not resume and checkpoint.exists():
+        raise ValueError(f"{out} already holds a training run: pass --resume to continue it, or another --out")
 
 
 class DMTrainer:
@@ -73,11 +86,13 @@ class DMTrainer:
         save_model(self.ema, self.out / "ema.safetensors")
 
     def load_checkpoint(self) -> None:
-        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+        state = read_checkpoint(self.checkpoint_path, self.device)
         saved = json.loads(state["config"])
         mine = dataclasses.asdict(self.cfg)
-        if saved["flags"] != mine["flags"]:
-            raise ValueError(f"{self.checkpoint_path} was trained with other model flags ({saved['flags']}): use another --out")
+        changed = sorted(k for k in mine if k not in RESUMABLE_CHANGES and saved.get(k) != mine[k])
+        if changed:
+            diff = ", ".join(f"{k}: checkpoint has {saved.get(k)!r}, now {mine[k]!r}" for k in changed)
+            raise ValueError(f"--resume with other settings ({diff}): drop those options or use another --out")
         self.model.unet.load_state_dict(state["model"])
         self.ema.unet.load_state_dict(state["ema"])
         self.opt.load_state_dict(state["opt"])
@@ -93,7 +108,7 @@ class DMTrainer:
         g = torch.Generator().manual_seed(0)  # the same seeds every time: grids are comparable
         x_T = torch.randn(n, self.ema.in_channels, self.ema.image_size, self.ema.image_size, generator=g)
         x0 = sample(self.ema, x_T.to(self.device), uniform_timesteps(steps, self.ema.num_train_steps), clip_x0=True)
-        return save_grid(x0, self.out / f"samples-{self.step:06d}.png", ncol=8, scale=2)
+        return save_image(sheet(as_rows(x0, 8), 2), self.out / f"samples-{self.step:06d}.png")
 
     def train_step(self, images: torch.Tensor) -> float:
         """One Adam step on a random batch of ``images`` (clipped gradients), then the EMA; returns the loss."""
@@ -110,19 +125,16 @@ class DMTrainer:
     def train(self, images: torch.Tensor, resume: bool = False, progress: bool = True) -> Path:
         """Train on images [N x C x H x W] in [-1, 1]; returns the EMA weights' path."""
         cfg = self.cfg
-        self.out.mkdir(parents=True, exist_ok=True)
-        if resume:
-            if not self.checkpoint_path.exists():
-                raise ValueError(f"--resume: no checkpoint in {self.out}; start without --resume")
-            self.load_checkpoint()
-        elif self.checkpoint_path.exists():
-            raise ValueError(f"{self.out} already holds a training run: pass --resume to continue it, or another --out")
+        check_out(self.out, resume)
         m = self.model
         if images.shape[1:] != (m.in_channels, m.image_size, m.image_size):
             raise ValueError(
                 f"images are {tuple(images.shape[1:])} but the model takes {(m.in_channels, m.image_size, m.image_size)}: "
-                "pick a model preset of that size or pass --image-size"
+                "pick a model preset of that size"
             )
+        if resume:
+            self.load_checkpoint()
+        self.out.mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=cfg.train_steps, initial=self.step, desc="train-dm", disable=not progress)
         last_save = time.monotonic()
         while self.step < cfg.train_steps:

@@ -4,12 +4,13 @@ import json
 import pytest
 
 from hspace.bench import DEFAULT_ALGORITHMS
+from conftest import exit_code
 from hspace.cli import main
 
 
 def test_bench_writes_records_and_plot(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert main(["bench", "--preset", "tiny", "--steps", "1,3", "--batch-size", "2", "--repeats", "1", "--json", str(out)]) == 0
+    assert main(["bench", "--preset", "tiny", "--M", "1,3", "--batch-size", "2", "--repeats", "1", "--json", str(out)]) == 0
     records = json.loads(out.read_text())
     assert {(r["algorithm"], r["M"]) for r in records} == {(a, m) for a in DEFAULT_ALGORITHMS for m in (1, 3)}
     for r in records:
@@ -24,12 +25,12 @@ def test_bench_writes_records_and_plot(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["bench", "--preset", "nope"], "unknown preset 'nope'"),
+        (["bench", "--preset", "nope"], "invalid choice: 'nope'"),
         (["bench", "--algorithms", "fast"], "unknown algorithm"),
-        (["train-dm", "--preset", "nope", "--out", "x"], "unknown model preset"),
+        (["train-dm", "--preset", "nope", "--out", "x"], "invalid choice: 'nope'"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_fix(argv, message, capsys):
-    assert main(argv) == 2
+    assert exit_code(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from hspace import presets
+from conftest import exit_code
 from hspace.cli import main
 from hspace.discover import discover
 from hspace.run import load_run
@@ -52,16 +53,16 @@ def test_run_from_another_model_is_refused(tmp_path):
         (["--S", "0"], "S=0"),
         (["--t-stop", "999"], "t_stop=999"),
         (["--M", "5000"], "M=5000"),
-        (["--preset", "nope"], "unknown preset"),
+        (["--preset", "nope"], "invalid choice: 'nope'"),
         (["--model", "missing.safetensors"], "no model at"),
     ],
 )
 def test_bad_discover_input_is_one_line(tmp_path, capsys, extra, message):
     argv = ["discover", "--preset", "tiny", "--out", str(tmp_path / "r"), "--train-steps", "1", *extra]
-    assert main(argv) == 2
+    assert exit_code(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
-    assert not (tmp_path / "r" / "checkpoint.pt").exists()
+    assert not (tmp_path / "r").exists()
 
 
 def test_cli_resume_takes_the_runs_own_settings(tmp_path, capsys):

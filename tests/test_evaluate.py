@@ -1,20 +1,18 @@
 """hspace evaluate on a tiny run: every figure present, consistent and written out."""
+import csv
 import json
 
 import pytest
 import torch
 
-from hspace import presets
 from hspace.cli import main
-from hspace.discover import discover
 from hspace.evaluate import lg_from_log, reconstructor_accuracy
 from hspace.run import load_run
 
 
 @pytest.fixture(scope="module")
-def run_folder(tmp_path_factory):
-    cfg = presets.run_preset("tiny")[1].replace(train_steps=3, batch_size=4, M=3)
-    return discover("tiny", cfg, tmp_path_factory.mktemp("run"), grid_every=0, progress=False)
+def run_folder(tiny_run_dir):
+    return tiny_run_dir
 
 
 def test_rca_counts_and_confusion(run_folder):
@@ -28,9 +26,14 @@ def test_rca_counts_and_confusion(run_folder):
     assert again["rca"] == r["rca"]
 
 
-def test_lg_from_log(run_folder):
+def test_lg_from_log_reads_every_logged_step(run_folder):
+    with (run_folder / "log.csv").open(newline="") as f:
+        logged = [(int(r["step"]), float(r["loss_g"])) for r in csv.DictReader(f)]
     lg = lg_from_log(run_folder)
-    assert len(lg["lg_curve"]) == 3 and lg["lg_mean"] > 0
+    assert lg["lg_curve"] == logged and [step for step, _ in logged] == [1, 2, 3]
+    values = torch.tensor([v for _, v in logged], dtype=torch.float64)
+    assert lg["lg_mean"] == pytest.approx(values.mean().item()) and lg["lg_std"] == pytest.approx(values.std().item())
+    assert lg_from_log(run_folder / "nowhere") == {"lg_mean": None, "lg_std": None, "lg_curve": []}
 
 
 def test_evaluate_cli_writes_report_and_json(run_folder, tmp_path):

@@ -9,27 +9,26 @@ import subprocess
 import pytest
 from PIL import Image
 
-from hspace import presets
-from hspace.discover import discover
+from hspace.cli import main
 from hspace.mos import build_mos_page, format_scores, now_iso, score_marks
 from hspace.run import load_run
+from hspace.show import show
+from hspace.viz import Layout
 
 IMG = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    cfg = presets.run_preset("tiny")[1].replace(train_steps=2, batch_size=4, M=3)
-    folder = discover("tiny", cfg, tmp_path_factory.mktemp("mos") / "run", grid_every=0, progress=False)
-    (folder / "labels.json").write_text(json.dumps({"2": "stroke <width>"}))
-    return load_run(folder)
+def run(tiny_run_dir):
+    (tiny_run_dir / "labels.json").write_text(json.dumps({"2": "stroke <width>"}))
+    return load_run(tiny_run_dir)
 
 
 @pytest.fixture(scope="module")
 def page(run, tmp_path_factory):
-    out = tmp_path_factory.mktemp("page") / "mos.html"
-    assert build_mos_page(run, out, directions=[0, 2], progress=False) == out
-    return out
+    out = tmp_path_factory.mktemp("page")
+    assert build_mos_page(run, out, directions=[0, 2], progress=False) == out / "mos.html"
+    return out / "mos.html"
 
 
 def test_page_is_one_self_contained_file(page, run):
@@ -50,18 +49,43 @@ def test_page_is_one_self_contained_file(page, run):
 
 def test_embedded_grid_is_8_rows_by_9_columns(page):
     img = Image.open(io.BytesIO(base64.b64decode(IMG.findall(page.read_text())[0])))
-    cell, pad = 64, 2  # 16 px images enlarged 4x by default; white gaps of 2 px
-    assert img.size == (9 * (cell + pad) + pad, 8 * (cell + pad) + pad)
+    assert img.size == Layout(rows=8, cols=9, cell_h=64, cell_w=64).size  # 16 px images enlarged 4x by default
 
 
 def test_page_scale_and_direction_labels(run, tmp_path):
-    out = build_mos_page(str(run.folder), tmp_path / "p.html", directions=["stroke <width>"], seeds=[3, 4],
-                         num_magnitudes=3, scale=1, progress=False)  # fmt: skip
+    out = build_mos_page(
+        str(run.folder), tmp_path / "p", directions=["stroke <width>"], seeds=[3, 4], num_magnitudes=3, scale=1, progress=False
+    )
     (data,) = IMG.findall(out.read_text())
-    assert Image.open(io.BytesIO(base64.b64decode(data))).size == (3 * 18 + 2, 2 * 18 + 2)
+    assert Image.open(io.BytesIO(base64.b64decode(data))).size == Layout(2, 3, 16, 16).size
     with pytest.raises(ValueError, match="out of range"):
-        build_mos_page(run, tmp_path / "q.html", directions=[7], progress=False)
-    assert not (tmp_path / "q.html").exists()
+        build_mos_page(run, tmp_path / "q", directions=[7], progress=False)
+    assert not (tmp_path / "q").exists()
+
+
+def test_page_reuses_the_grids_show_rendered(run, tmp_path):
+    fresh = build_mos_page(run, tmp_path / "fresh", directions=[1], progress=False).read_text()
+    show(run.folder, directions="1", seeds="0-7", mags="9", progress=False)
+    grid = run.folder / "show" / "direction-001.png"
+    assert IMG.findall(fresh) == [_data_uri_payload(grid)]  # show draws what the page draws
+    Image.new("RGB", Image.open(grid).size, "black").save(grid)  # a marker: only a reused grid is black
+    (data,) = IMG.findall(build_mos_page(run, tmp_path / "reused", directions=[1], progress=False).read_text())
+    assert Image.open(io.BytesIO(base64.b64decode(data))).getextrema() == ((0, 0),) * 3
+    grid.write_bytes(b"")  # a damaged grid is drawn again, not reused
+    assert IMG.findall(build_mos_page(run, tmp_path / "redrawn", directions=[1], progress=False).read_text()) == IMG.findall(fresh)
+
+
+def _data_uri_payload(png) -> str:
+    buf = io.BytesIO()
+    Image.open(png).save(buf, format="PNG", optimize=True)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def test_cli_mos_out_must_be_a_folder(run, tmp_path, capsys):
+    (tmp_path / "taken.html").write_text("")
+    assert main(["mos", str(run.folder), "--out", str(tmp_path / "taken.html")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is a file: give a folder" in err and len(err.splitlines()) == 1
 
 
 # The page's script under node: a stub with just the DOM calls the script makes, two page loads sharing storage.

@@ -53,7 +53,7 @@ def mark_in_browser(page, download_dir, assessor: str, marks: dict[int, int]) ->
 def test_marks_made_in_chromium_are_scored(tmp_path):
     cfg = presets.run_preset("tiny")[1].replace(train_steps=1, batch_size=4, M=3)
     run = load_run(discover("tiny", cfg, tmp_path / "run", grid_every=0, progress=False))
-    page = build_mos_page(run, tmp_path / "mos.html", progress=False)
+    page = build_mos_page(run, tmp_path, progress=False)
     got = mark_in_browser(page, tmp_path / "downloads", "ada", {0: 1, 1: 0, 2: 1, 3: 1})
     assert got["progress"].startswith("4 of 4 directions marked")
     saved = json.loads(got["file"].read_text())

@@ -9,19 +9,17 @@ from PIL import Image
 
 from hspace import presets, sample
 from hspace.cli import main
-from hspace.discover import discover
-from hspace.run import load_run
-from hspace.show import (HEADER, LABEL, MARK, PAD, Layout, check_directions, format_indices, parse_indices,
-                         parse_magnitudes, seed_noise, show, sweep)  # fmt: skip
-from hspace.viz import to_uint8
+from hspace.run import check_directions, format_indices, load_run, parse_indices
+from hspace.sampling import seed_noise
+from hspace.show import parse_magnitudes, show, sweep
+from hspace.viz import HEADER, LABEL, MARK, PAD, Layout, to_uint8
 
 SCALE = 4  # the default for 16 px images: cells of 64 px
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    cfg = presets.run_preset("tiny")[1].replace(train_steps=2, batch_size=4, M=3)
-    return discover("tiny", cfg, tmp_path_factory.mktemp("show") / "run", grid_every=0, progress=False)
+def run_dir(tiny_run_dir):
+    return tiny_run_dir
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +34,14 @@ def cell(img: Image.Image, lay: Layout, r: int, c: int) -> np.ndarray:
 
 def plain_samples(run, seeds) -> np.ndarray:
     x_T = seed_noise(seeds, run.model.in_channels, run.model.image_size)
-    return to_uint8(sample(run.model, x_T, run.timesteps, clip_x0=True))[..., 0].astype(int)
+    return to_uint8(sample(run.model, x_T, run.timesteps))[..., 0].astype(int)
 
 
 def test_sweep_zero_column_is_the_plain_sample(run):
     x = sweep(run, 1, [0, 5], [-2.0, 0.0, 2.0])
     assert x.shape == (2, 3, 1, 16, 16)
     x_T = seed_noise([0, 5], 1, 16)
-    torch.testing.assert_close(x[:, 1], sample(run.model, x_T, run.timesteps, clip_x0=True), atol=1e-4, rtol=0)
+    torch.testing.assert_close(x[:, 1], sample(run.model, x_T, run.timesteps), atol=1e-4, rtol=0)
     assert not torch.equal(x[:, 0], x[:, 1]) and not torch.equal(x[:, 0], x[:, 2])  # the shift does something
 
 
@@ -54,7 +52,7 @@ def test_show_writes_grids_overview_and_page(run_dir, run, tmp_path):
     finally:
         (run_dir / "labels.json").unlink()
     assert out == tmp_path / "out"
-    names = ["direction-000.png", "direction-002.png", "index.html", "overview.png"]
+    names = ["direction-000.png", "direction-002.png", "index.html", "overview.png", "sweeps.json"]
     assert sorted(p.name for p in out.iterdir()) == names
 
     lay = Layout(rows=2, cols=3, cell_h=64, cell_w=64)
@@ -79,7 +77,7 @@ def test_show_writes_grids_overview_and_page(run_dir, run, tmp_path):
         assert f'src="{name}"' in page
     assert "direction 2: stroke &lt;width&gt;" in page and "direction 1" not in page
     for row in ("<th>K</th><td>4</td>", "<th>S</th><td>2</td>", "<th>M</th><td>3</td>", "<th>t_stop</th><td>400</td>",
-                "<th>step</th><td>2</td>"):  # fmt: skip
+                "<th>step</th><td>3</td>"):  # fmt: skip
         assert row in page
     assert "<th>model</th><td>tiny</td>" in page and "--directions 0,2 --seeds 0-1 --magnitudes=3" in page
     assert "://" not in page  # self-contained
@@ -159,7 +157,7 @@ def test_cli_show(run_dir, tmp_path, capsys):
     argv = ["show", str(run_dir), "--out", str(out), "--directions", "0-1", "--seeds", "0-1", "--magnitudes", "3"]
     assert main(argv) == 0
     assert str(out / "index.html") in capsys.readouterr().out
-    assert {p.name for p in out.iterdir()} == {"direction-000.png", "direction-001.png", "overview.png", "index.html"}
+    assert {p.name for p in out.iterdir()} == {"direction-000.png", "direction-001.png", "overview.png", "index.html", "sweeps.json"}
     assert Image.open(out / "direction-001.png").size == Layout(2, 3, 64, 64).size
     # Values starting with a minus sign go after '=', as the page's command writes them.
     assert main(["show", str(run_dir), "--out", str(out), "--directions=0", "--seeds=0", "--magnitudes=-1,0,.5"]) == 0
@@ -193,3 +191,37 @@ def test_bad_labels_file(run_dir, tmp_path):
 def test_cli_show_not_a_run(tmp_path, capsys):
     assert main(["show", str(tmp_path)]) == 2
     assert "is not a discovery run" in capsys.readouterr().err
+
+
+def _reproduce_commands(page: str) -> dict[str, list[str]]:
+    import html
+    import re
+    import shlex
+
+    found = re.findall(r"<p>([^<]*):</p><pre>(.*?)</pre>", page, re.S)
+    return {html.unescape(name): shlex.split(html.unescape(cmd)) for name, cmd in found}
+
+
+@pytest.mark.parametrize("overrides", [{}, {"shift_lr": None, "lambda1": 0.1, "balanced_k": False, "seed": -3}])
+def test_reproduce_command_parses_to_the_runs_settings(run, tmp_path, overrides):
+    from hspace.cli import build_parser, discover_argv, discover_settings
+
+    cfg = run.config.replace(**overrides)
+    argv = discover_argv("tiny", cfg, str(tmp_path / "again"))
+    assert argv[:2] == ["hspace", "discover"] and "None" not in " ".join(argv)
+    model, parsed_cfg, out = discover_settings(build_parser().parse_args(argv[1:]))
+    assert (model, parsed_cfg, out) == ("tiny", cfg, tmp_path / "again")
+    if not overrides:  # the tiny preset with three changes: only those are written
+        assert argv[2:] == ["--preset", "tiny", "--out", str(tmp_path / "again"), "--M=3", "--batch-size=4", "--train-steps=3"]
+
+
+def test_page_commands_run_for_a_shipped_run(run_dir, tmp_path, monkeypatch):
+    from hspace.cli import build_parser, discover_settings
+
+    monkeypatch.setitem(presets.SHIPPED_RUNS, "default", run_dir)
+    monkeypatch.chdir(tmp_path)
+    out = show("default", directions="0", seeds="0", mags="1", progress=False)
+    commands = _reproduce_commands((out / "index.html").read_text())
+    model, cfg, folder = discover_settings(build_parser().parse_args(commands["the run itself"][1:]))
+    assert (model, cfg, folder) == ("tiny", load_run(run_dir).config, Path("runs/default"))  # not into the package
+    assert build_parser().parse_args(commands["these pictures"][1:]).run == "default"

@@ -41,6 +41,9 @@ def load_model(source, flags: dict | str | None = None) -> HSpaceModel:
 
         return load_diffusers(source)
     name = str(source)
+    named = name in presets.SHIPPED_MODELS or name in presets.DM_PRESETS
+    if flags is not None and (named or Path(name).is_dir() or Path(name).suffix == ".safetensors"):
+        raise ValueError(f"--model-flags is for a guided-diffusion .pt checkpoint; {name} carries its own: drop it")
     if name in presets.SHIPPED_MODELS:
         path = presets.shipped_path(name)
         if not path.exists():
@@ -63,8 +66,6 @@ def load_model(source, flags: dict | str | None = None) -> HSpaceModel:
 
         tensors, meta = load_tensors(path, MODEL_KIND)
         described = meta["model"]
-        if flags is not None:
-            raise ValueError(f"{path} carries its own flags: drop --model-flags")
         return load_adm_state_dict(ADMModel(ADMConfig.from_flags(described["flags"])), tensors, str(path))
     if path.suffix in (".pt", ".pth", ".ckpt", ".bin"):
         return load_guided_diffusion(path, json.loads(flags) if isinstance(flags, str) else flags)

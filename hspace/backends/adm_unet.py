@@ -13,21 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-class GroupNorm32(nn.GroupNorm):
-    """GroupNorm computed in float32, as in ADM."""
-
-    def forward(self, x):
-        return super().forward(x.float()).type(x.dtype)
-
-
-def normalization(channels: int) -> nn.Module:
-    """ADM's 32-group norm; narrower layers (which ADM cannot build) use gcd(32, channels) groups."""
-    return GroupNorm32(math.gcd(32, channels), channels)
-
-
-def conv_nd(dims: int, *args, **kwargs) -> nn.Module:
-    return {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims](*args, **kwargs)
+from ..layers import normalization
 
 
 def zero_module(module: nn.Module) -> nn.Module:

@@ -1,0 +1,19 @@
+"""Layers shared by the UNet backends and the trained parts (the shift block is Asyrp's DeltaBlock on ADM's norm)."""
+
+from __future__ import annotations
+
+import math
+
+from torch import nn
+
+
+class GroupNorm32(nn.GroupNorm):
+    """GroupNorm computed in float32, as in ADM."""
+
+    def forward(self, x):
+        return super().forward(x.float()).type(x.dtype)
+
+
+def normalization(channels: int) -> nn.Module:
+    """ADM's 32-group norm; narrower layers (which ADM cannot build) use gcd(32, channels) groups."""
+    return GroupNorm32(math.gcd(32, channels), channels)
