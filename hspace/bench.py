@@ -101,7 +101,7 @@ def gradient_agreement(model_source: str, preset: str, M: int, batch_size: int, 
     out = {}
     for name in algorithms:
         cfg = case_config(preset, name, M, batch_size)
-        tuned = tune_model(model, cfg.autocast, cfg.channels_last, cfg.compile, cfg.algorithm == "optimised")
+        tuned = tune_model(model, cfg.plan())
         grads = generator_gradients(tuned, copy.deepcopy(base), batch, trainer.timesteps, cfg)
         out[name] = max_relative_difference(grads, reference)
     return out

@@ -291,6 +291,8 @@ def cmd_evaluate(args) -> int:
     check_run_folder(args.run)
     if args.features is not None:
         load_feature_extractor(args.features, 1)  # a bad MODULE:ATTR fails before the run is loaded
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a file: give a folder for the report")
     run = load_run(args.run, device=device)
     out = Path(args.out or (f"eval-{run.name}" if run.shipped else run.folder / "eval"))
     r = evaluate(run, out, args.num_pairs, args.features, args.real, args.seed, recalibrate_pairs=args.recalibrate_pairs)
@@ -305,6 +307,14 @@ def cmd_evaluate(args) -> int:
         atomic_write(args.json, lambda tmp: Path(tmp).write_text(text))
         print(f"wrote {args.json}")
     print(f"report: {out / 'report.md'}")
+    return 0
+
+
+def cmd_app(args) -> int:
+    from .app import serve  # Gradio and torch load only here: the parser stays import-light
+    from .run import resolve_device
+
+    serve(args.run, args.host, args.port, resolve_device(args.device))
     return 0
 
 
@@ -511,16 +521,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--resume", action="store_true", help="continue the training in --out from its last checkpoint")
     p.set_defaults(func=cmd_train_dm)
+
+    p = sub.add_parser("app", help="edit with a run's directions live in the browser (needs: pip install 'hspace[app]')")
+    p.add_argument("run", help="a run folder or shipped run name (e.g. default)")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=None, help="port (default: the first free one from 7860)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.set_defaults(func=cmd_app)
     return parser
+
+
+def error_line(e: Exception) -> str:
+    """An exception as one line; for a file the command was pointed at (missing, a folder, not writable,
+    disk full), what went wrong and which file."""
+    if isinstance(e, OSError) and e.filename:
+        return f"{e.strerror or type(e).__name__}: {e.filename}"
+    return " ".join(str(e).split())
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as e:
-        message = " ".join(str(e).split())  # one line, whatever the exception carried
-        print(f"hspace {args.command}: error: {message}", file=sys.stderr)
+    except (ValueError, OSError) as e:
+        print(f"hspace {args.command}: error: {error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         advice = "; continue with --resume" if args.command in RESUMABLE else ""

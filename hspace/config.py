@@ -115,37 +115,26 @@ class DiscoveryConfig:
         own = {"shift_block": self.shift_lr, "reconstructor": self.reconstructor_lr, "discriminator": self.discriminator_lr}[part]
         return self.lr if own is None else own
 
-    def kept_steps(self, step_graph_mb: Sequence[float] | None = None) -> int:
-        """How many final steps keep their autograd graph: all for vanilla, none for Algorithm 1, and
-        for optimised as many final steps as fit the memory budget, ``step_graph_mb[i]`` being the
-        MB step i's graph takes (the trainer measures them; without them, a fixed 5 steps), with
-        room for the overlapped recomputation of the step before them."""
-        if self.keep_graph_steps is not None:
-            return self.M if self.algorithm == "vanilla" else self.keep_graph_steps
-        if self.algorithm != "optimised":
-            return self.M if self.algorithm == "vanilla" else 0
-        if step_graph_mb is None:
-            if self.memory_budget_mb is not None:
-                raise ValueError("memory_budget_mb needs the size of each step's graph (DiscoveryTrainer measures them)")
-            return min(self.M, OPTIMISED_KEPT_STEPS)
-        budget = OPTIMISED_KEPT_STEPS * max(step_graph_mb) if self.memory_budget_mb is None else self.memory_budget_mb
-
-        def peak_mb(kept: int) -> float:  # with overlap, the next step's recomputation starts while they live
-            first_kept = self.M - kept
-            in_flight = step_graph_mb[first_kept - 1] if self.overlaps() and first_kept > 0 else 0.0
-            return sum(step_graph_mb[first_kept:]) + in_flight
-
-        return max((kept for kept in range(self.M + 1) if peak_mb(kept) <= budget), default=0)
-
-    def overlaps(self) -> bool:
-        """Whether recomputation runs on a second thread, overlapping the backward of the step after."""
-        return self.overlap and self.algorithm == "optimised"
-
-    @property
-    def real_cache_size(self) -> int:
-        if self.real_cache is not None:
-            return self.real_cache
-        return 4 * self.batch_size if self.algorithm == "optimised" else 0
+    def plan(self) -> GradientPlan:
+        """``algorithm`` and the settings around it, resolved once into what a training step does."""
+        optimised = self.algorithm == "optimised"
+        if self.algorithm == "vanilla":
+            kept = self.M  # the whole chain's graph, whatever keep_graph_steps says
+        elif self.keep_graph_steps is not None:
+            kept = self.keep_graph_steps
+        else:
+            kept = None if optimised else 0  # optimised: as many as fit the memory budget, measured
+        autocast = {"bf16": "always", "off": "never", "auto": "cuda" if optimised else "never"}[self.autocast]
+        return GradientPlan(
+            kept_steps=kept,
+            memory_budget_mb=self.memory_budget_mb,
+            real_cache=self.real_cache if self.real_cache is not None else 4 * self.batch_size if optimised else 0,
+            fuse_real=optimised,
+            bf16=autocast,
+            overlap=self.overlap and optimised,
+            channels_last=self.channels_last,
+            compile=self.compile,
+        )
 
     @classmethod
     def from_saved(cls, saved: dict) -> DiscoveryConfig:
@@ -162,6 +151,45 @@ class DiscoveryConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class GradientPlan:
+    """How a training step computes its gradients, resolved once from a ``DiscoveryConfig``.
+
+    Every plan gives the same gradients for the same draws; they differ in memory and speed.
+    """
+
+    kept_steps: int | None  # final steps whose autograd graph the first pass keeps (None: as many as fit the budget)
+    memory_budget_mb: float | None  # MB the kept graphs may take (None: the graphs of OPTIMISED_KEPT_STEPS shifted steps)
+    real_cache: int  # real chains (x_T, x0) kept for reuse in later batches; 0: none
+    fuse_real: bool  # fresh real chains ride in the kept steps' UNet calls
+    bf16: str  # the frozen UNet in bfloat16: "always", "cuda" (when on CUDA) or "never"
+    overlap: bool  # recompute step i on a second thread during step i + 1's backward
+    channels_last: bool  # the frozen UNet in channels_last memory format
+    compile: bool  # torch.compile the frozen UNet's encoder and decoder
+
+    @property
+    def measures_graphs(self) -> bool:
+        """Whether the kept steps depend on each step's measured graph size."""
+        return self.kept_steps is None
+
+    def kept(self, M: int, step_graph_mb: Sequence[float] | None = None) -> int:
+        """How many final steps of an M-step chain keep their graph; ``step_graph_mb[i]`` is the MB step i's
+        graph takes (``train.step_graphs_mb`` measures them), needed when ``measures_graphs``. With overlap,
+        the recomputation of the step before the kept ones needs room too."""
+        if self.kept_steps is not None:
+            return self.kept_steps
+        if step_graph_mb is None:
+            raise ValueError("a memory budget needs the size of each step's graph (train.step_graphs_mb measures them)")
+        budget = OPTIMISED_KEPT_STEPS * max(step_graph_mb) if self.memory_budget_mb is None else self.memory_budget_mb
+
+        def peak_mb(kept: int) -> float:  # with overlap, the next step's recomputation starts while they live
+            first_kept = M - kept
+            in_flight = step_graph_mb[first_kept - 1] if self.overlap and first_kept > 0 else 0.0
+            return sum(step_graph_mb[first_kept:]) + in_flight
+
+        return max((kept for kept in range(M + 1) if peak_mb(kept) <= budget), default=0)
 
 
 # Named recipes: the same settings, the paper's values and hspace's defaults.

@@ -31,7 +31,7 @@ class EditResult:
 
 def check_steps(steps: int) -> int:
     if steps < 1:
-        raise ValueError(f"--steps {steps}: inversion needs at least one DDIM step (paper: 100)")
+        raise ValueError(f"--inversion-steps {steps}: inversion needs at least one DDIM step (paper: 100)")
     return steps
 
 
@@ -75,6 +75,8 @@ def edit_command(
 
     check_steps(steps)
     check_run_folder(run_ref)
+    if global_directions and not Path(global_directions).is_file():
+        raise ValueError(f"--global-directions {global_directions}: no such file; write one with `hspace export RUN`")
     run = load_run(run_ref, device=device)
     labels, K = run.labels(), run.config.K
     parsed = [parse_edit(e, labels, K) for e in edits]

@@ -151,7 +151,7 @@ def read_labels(folder: str | Path) -> dict[int, str]:
 def write_label(folder: str | Path, k: int, name: str, K: int) -> Path:
     """Name direction k of a run (``hspace label``); names are unique and not numbers."""
     check_direction(k, K)
-    if not name or name.lstrip("-").replace(".", "", 1).isdigit() or ":" in name:
+    if not name.strip() or _is_number(name) or ":" in name:
         raise ValueError(f"label {name!r}: use a word such as 'thickness' (no ':' and not a number)")
     labels = read_labels(folder)
     taken = {v: i for i, v in labels.items()}
@@ -160,6 +160,15 @@ def write_label(folder: str | Path, k: int, name: str, K: int) -> Path:
     labels[k] = name
     text = json.dumps({str(i): v for i, v in sorted(labels.items())}, indent=2)
     return atomic_write(Path(folder) / LABELS, lambda tmp: Path(tmp).write_text(text))
+
+
+def _is_number(text: str) -> bool:
+    """Whether text reads as a number (1, -2.5, 1e3, inf, nan): such a label could not be told from an index."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def resolve_direction(token: str, labels: dict[int, str], K: int) -> int:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .backends.base import EncoderState, HSpaceModel
+from .config import GradientPlan
 
 
 class RealChainCache:
@@ -134,13 +135,15 @@ class TunedModel(HSpaceModel):
         return self.inner.describe()
 
 
-def tune_model(model: HSpaceModel, autocast: str, channels_last: bool, compile: bool, optimised: bool) -> HSpaceModel:
-    """The model itself when nothing is switched on; else a ``TunedModel`` around it."""
+def tune_model(model: HSpaceModel, plan: GradientPlan) -> HSpaceModel:
+    """The model itself when the plan switches nothing on; else a ``TunedModel`` around it."""
     device = next(model.parameters()).device
-    if channels_last and device.type == "cpu":
-        raise ValueError("channels_last is for CUDA: on CPU, PyTorch 2.13's backward through this UNet in channels_last "
-                         "crashed (segmentation fault); drop --channels-last")  # fmt: skip
-    bf16 = autocast == "bf16" or (autocast == "auto" and optimised and device.type == "cuda")
-    if not (bf16 or channels_last or compile):
+    if plan.channels_last and device.type == "cpu":
+        raise ValueError(
+            "channels_last is for CUDA: on CPU, PyTorch 2.13's backward through this UNet in channels_last "
+            "crashed (segmentation fault); drop --channels-last"
+        )
+    bf16 = plan.bf16 == "always" or (plan.bf16 == "cuda" and device.type == "cuda")
+    if not (bf16 or plan.channels_last or plan.compile):
         return model
-    return TunedModel(model, bf16=bf16, channels_last=channels_last, compile=compile)
+    return TunedModel(model, bf16=bf16, channels_last=plan.channels_last, compile=plan.compile)

@@ -156,20 +156,58 @@ def discriminator_loss(discriminator: Discriminator, x0_real, x0_shift) -> torch
     )
 
 
-def compute_gradients(model, modules, opt_d, x_T, k, s, timesteps, cfg: DiscoveryConfig, kept: int | None = None,
-                      x0_cached=None, reduce_gradients=None, diagnose: bool = False) -> tuple[dict[str, float], torch.Tensor]:  # fmt: skip
+def step_graphs_mb(model, shift_block, cfg: DiscoveryConfig, timesteps, batch_size: int) -> list[float]:
+    """MB of autograd state each step of the chain keeps at ``batch_size``: measured on one shifted
+    (asymmetric) step and, if the chain has any, one plain DDIM step, which is smaller."""
+    device = next(shift_block.parameters()).device
+    g = torch.Generator().manual_seed(0)  # not the training draws: measuring must not shift them
+    x = torch.randn(batch_size, model.in_channels, model.image_size, model.image_size, generator=g)
+    x = x.to(device).requires_grad_()  # [N x C x H x W]
+    k = torch.randint(0, cfg.K, (batch_size,), generator=g).to(device)
+    s = torch.ones(batch_size, device=device)
+    steps = chain_alpha_bars(model.alphas_cumprod, timesteps)
+    frozen = [*model.parameters(), *model.buffers(), *shift_block.parameters()]
+    sizes = {}
+    for step in (steps[0], steps[-1]):
+        shifted = step[0] >= cfg.t_stop
+        if shifted not in sizes:
+            run = partial(shifted_chain_step, model, shift_block, x, *step, [(k, s)], cfg.t_stop)
+            sizes[shifted] = saved_tensors_mb(run, exclude=frozen) + x.nbytes / 2**20
+    return [sizes[t >= cfg.t_stop] for t, _, _ in steps]
+
+
+def plan_kept_steps(model, shift_block, cfg: DiscoveryConfig, timesteps, batch_size: int) -> int:
+    """The steps whose graph the first pass keeps: the plan's number, or as many as its memory budget fits."""
+    plan = cfg.plan()
+    sizes = step_graphs_mb(model, shift_block, cfg, timesteps, batch_size) if plan.measures_graphs else None
+    return plan.kept(len(timesteps), sizes)
+
+
+def compute_gradients(
+    model,
+    modules,
+    opt_d,
+    x_T,
+    k,
+    s,
+    timesteps,
+    cfg: DiscoveryConfig,
+    kept: int,
+    x0_cached=None,
+    reduce_gradients=None,
+    diagnose: bool = False,
+) -> tuple[dict[str, float], torch.Tensor]:
     """Update D, then leave dL/dparams of the shift block and reconstructor in their ``.grad``.
 
     Returns the step's metrics and the real chains' x0 (for the cache). ``kept``: steps whose graph
-    is kept (default ``cfg.kept_steps()``); ``reduce_gradients(params)``: averages gradients over
+    is kept (``plan_kept_steps``); ``reduce_gradients(params)``: averages gradients over
     processes before D's update (data-parallel training); ``diagnose``: also the gradient norms of
     the three loss terms at x~0 (``loss_gradient_norms``).
     """
+    plan = cfg.plan()
     steps = chain_alpha_bars(model.alphas_cumprod, timesteps)
     edits = [(k, s)]
-    kept = cfg.kept_steps() if kept is None else kept
-    fuse_real = cfg.algorithm == "optimised"
-    chains = run_chains(model, modules.shift_block, x_T, edits, timesteps, cfg.t_stop, kept, x0_cached, fuse_real)
+    chains = run_chains(model, modules.shift_block, x_T, edits, timesteps, cfg.t_stop, kept, x0_cached, plan.fuse_real)
 
     def recompute(i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Step i of the shifted chain again from its node, with graph (lines 19-24 / 31-33)."""
@@ -179,7 +217,7 @@ def compute_gradients(model, modules, opt_d, x_T, k, s, timesteps, cfg: Discover
     first_grad_step = len(steps) - max(kept, 1)  # steps before it are recomputed one at a time
     # Overlap: a second thread recomputes step i while this one runs step i + 1's backward; a
     # recomputation needs only its node, not the gradient arriving from later steps.
-    with Overlap() if cfg.overlaps() and first_grad_step > 0 else nullcontext() as pool:
+    with Overlap() if plan.overlap and first_grad_step > 0 else nullcontext() as pool:
         ahead = pool.submit(recompute, first_grad_step - 1) if pool else None
 
         # Step 1 (lines 15-16): the discriminator, real = x0, fake = x~0.
@@ -220,7 +258,8 @@ class DiscoveryTrainer:
             raise ValueError(f"batch_size={cfg.batch_size} does not split over {self.dist.world} processes: "
                              f"choose a multiple of {self.dist.world}")  # fmt: skip
         frozen = model.freeze().to(device)
-        self.model = tune_model(frozen, cfg.autocast, cfg.channels_last, cfg.compile, cfg.algorithm == "optimised")
+        self.plan = cfg.plan()
+        self.model = tune_model(frozen, self.plan)
         self.timesteps = check_timesteps(uniform_timesteps(cfg.M, model.num_train_steps), model.num_train_steps)
         if cfg.t_stop > self.timesteps[0]:
             raise ValueError(
@@ -240,7 +279,7 @@ class DiscoveryTrainer:
         ])  # fmt: skip
         self.opt_d = torch.optim.Adam(self.modules.discriminator.parameters(), lr=cfg.part_lr("discriminator"))
         self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.cache = RealChainCache(cfg.real_cache_size, cfg.real_refresh, seed=cfg.seed + 1 + self.dist.rank)
+        self.cache = RealChainCache(self.plan.real_cache, cfg.real_refresh, seed=cfg.seed + 1 + self.dist.rank)
         self._kept: int | None = None
         self.step = 0
 
@@ -252,26 +291,12 @@ class DiscoveryTrainer:
     def kept_steps(self) -> int:
         """Steps whose graph the first pass keeps; for a memory budget, each step's graph is measured once."""
         if self._kept is None:
-            budgeted = self.cfg.algorithm == "optimised" and self.cfg.keep_graph_steps is None
-            self._kept = self.cfg.kept_steps(self.step_graphs_mb() if budgeted else None)
+            self._kept = plan_kept_steps(self.model, self.modules.shift_block, self.cfg, self.timesteps, self.local_batch_size)
         return self._kept
 
     def step_graphs_mb(self) -> list[float]:
-        """MB of autograd state each step of the chain keeps at this process's batch size: measured on
-        one shifted (asymmetric) step and, if the chain has any, one plain DDIM step, which is smaller."""
-        m, n = self.model, self.local_batch_size
-        g = torch.Generator().manual_seed(0)  # not the training draws: measuring must not shift them
-        x = torch.randn(n, m.in_channels, m.image_size, m.image_size, generator=g).to(self.device).requires_grad_()
-        k, s = torch.randint(0, self.cfg.K, (n,), generator=g).to(self.device), torch.ones(n, device=self.device)
-        steps = chain_alpha_bars(self.model.alphas_cumprod, self.timesteps)
-        frozen = [*self.model.parameters(), *self.model.buffers(), *self.modules.parameters()]
-        sizes = {}
-        for step in (steps[0], steps[-1]):
-            shifted = step[0] >= self.cfg.t_stop
-            if shifted not in sizes:
-                run = partial(shifted_chain_step, self.model, self.modules.shift_block, x, *step, [(k, s)], self.cfg.t_stop)
-                sizes[shifted] = saved_tensors_mb(run, exclude=frozen) + x.nbytes / 2**20
-        return [sizes[t >= self.cfg.t_stop] for t, _, _ in steps]
+        """MB of autograd state each step of the chain keeps at this process's batch size."""
+        return step_graphs_mb(self.model, self.modules.shift_block, self.cfg, self.timesteps, self.local_batch_size)
 
     def draw(self, batch_size: int | None = None):
         """x_T ~ N(0, I) and (k, s) from ``draw_edits``, one per sample: the global batch is drawn
@@ -316,7 +341,8 @@ def generator_gradients(model, modules: DiscoveryModules, batch, timesteps, cfg:
     opt_d = torch.optim.Adam(modules.discriminator.parameters(), lr=cfg.part_lr("discriminator"))
     for p in modules.generator_parameters():
         p.grad = None
-    compute_gradients(model, modules, opt_d, *batch, timesteps, cfg)  # the default kept steps of cfg
+    kept = plan_kept_steps(model, modules.shift_block, cfg, timesteps, batch[0].shape[0])  # as the trainer would
+    compute_gradients(model, modules, opt_d, *batch, timesteps, cfg, kept)
     named = [*modules.shift_block.named_parameters("shift_block"), *modules.reconstructor.named_parameters("reconstructor")]
     return {n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p)) for n, p in named}
 

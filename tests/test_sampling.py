@@ -5,15 +5,14 @@ import pytest
 import torch
 
 from conftest import GaussianDataEps, randomize_
-from hspace import ShiftBlock, invert, presets, sample, uniform_timesteps
-from hspace.backends import build_adm
+from hspace import ShiftBlock, invert, sample, uniform_timesteps
 from hspace.sampling import asymmetric_ddim_step, ddim_step, predict_x0
 from hspace.schedule import check_timesteps, linear_alphas_cumprod
 
 
 @pytest.fixture(scope="module")
-def model():
-    return randomize_(build_adm(presets.DM_PRESETS["tiny"], seed=0))
+def model(tiny_model):
+    return tiny_model
 
 
 def test_zero_shift_and_fresh_block_are_plain_ddim(model):

@@ -6,18 +6,23 @@ import pytest
 import torch
 
 from conftest import randomize_
-from hspace import presets, train
-from hspace.backends import build_adm
+from hspace import train
 from hspace.config import DiscoveryConfig
 from hspace.schedule import uniform_timesteps
 from hspace.speed import RealChainCache, TunedModel, tune_model
-from hspace.train import (DiscoveryModules, DiscoveryTrainer, compute_gradients, generator_gradients,
-                          max_relative_difference, run_chains)
+from hspace.train import (
+    DiscoveryModules,
+    DiscoveryTrainer,
+    compute_gradients,
+    generator_gradients,
+    max_relative_difference,
+    run_chains,
+)
 
 
 @pytest.fixture(scope="module")
-def model():
-    return randomize_(build_adm(presets.DM_PRESETS["tiny"], seed=0), std=0.01).freeze()
+def model(tiny_model):
+    return tiny_model
 
 
 def _setup(model, cfg, n=6):
@@ -32,7 +37,7 @@ def _setup(model, cfg, n=6):
 
 def _gradients(model, modules, batch, cfg, x0_cached=None):
     opt_d = torch.optim.Adam(modules.discriminator.parameters(), lr=cfg.lr)
-    compute_gradients(model, modules, opt_d, *batch, uniform_timesteps(cfg.M), cfg, x0_cached=x0_cached)
+    compute_gradients(model, modules, opt_d, *batch, uniform_timesteps(cfg.M), cfg, cfg.plan().kept(cfg.M), x0_cached)
     return {n: p.grad.clone() for n, p in modules.named_parameters() if p.grad is not None}
 
 
@@ -104,8 +109,7 @@ def test_memory_budget_sets_the_kept_steps(model):
         assert DiscoveryTrainer(model, cfg.replace(overlap=True, memory_budget_mb=budget * 1.001)).kept_steps == kept
     # Optimised without a budget: the graphs of 5 shifted steps, which hold more than 5 plain steps.
     long = DiscoveryTrainer(model, cfg.replace(M=20))
-    assert long.kept_steps == int(5 * max(long.step_graphs_mb()) // min(long.step_graphs_mb())) > 5
-    assert DiscoveryTrainer(model, cfg).kept_steps == 5
+    assert 20 > long.kept_steps == int(5 * max(long.step_graphs_mb()) // min(long.step_graphs_mb())) > 5
     assert DiscoveryTrainer(model, cfg.replace(keep_graph_steps=2)).kept_steps == 2
     assert DiscoveryTrainer(model, cfg.replace(algorithm="checkpointed")).kept_steps == 0
     assert DiscoveryTrainer(model, cfg.replace(algorithm="vanilla")).kept_steps == 5
@@ -113,17 +117,39 @@ def test_memory_budget_sets_the_kept_steps(model):
 
 def test_tuned_model_keeps_float32_at_its_edges(model):
     x, t = torch.randn(3, 1, 16, 16), torch.tensor([10, 500, 990])
-    assert tune_model(model, "auto", False, False, optimised=True) is model  # nothing pays on CPU by default
+    assert tune_model(model, DiscoveryConfig().plan()) is model  # nothing pays on CPU by default
     cl = TunedModel(copy.deepcopy(model), channels_last=True)
     assert torch.allclose(cl(x, t), model(x, t), atol=1e-5)
     with pytest.raises(ValueError, match="channels_last is for CUDA"):  # its CPU backward segfaults (torch 2.13)
-        tune_model(model, "auto", True, False, optimised=True)
+        tune_model(model, DiscoveryConfig(channels_last=True).plan())
     bf16 = TunedModel(copy.deepcopy(model), bf16=True)
     h, state = bf16.encode(x, t)
     eps = bf16.decode(h, state)
     assert h.dtype == eps.dtype == torch.float32
     ref = model(x, t)
     assert (eps - ref).abs().max() <= 0.05 * ref.abs().max()  # bfloat16 keeps ~3 significant digits
+
+
+def test_trainer_and_gradient_check_agree_about_kept_steps(model):
+    cfg = DiscoveryConfig(K=3, S=2.0, M=20, t_stop=400, batch_size=4)  # the budget keeps more than 5 steps here
+    trainer = DiscoveryTrainer(model, cfg)
+    kept = []
+    run = train.run_chains
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train, "run_chains", lambda *a: (kept.append(a[6]), run(*a))[1])
+        generator_gradients(trainer.model, copy.deepcopy(trainer.modules), trainer.draw(), trainer.timesteps, cfg)
+    assert kept == [trainer.kept_steps] and trainer.kept_steps > 5
+
+
+def test_plan_resolves_the_algorithm_once():
+    cfg = DiscoveryConfig(M=8, batch_size=4)
+    optimised, checkpointed, vanilla = (cfg.replace(algorithm=a).plan() for a in ("optimised", "checkpointed", "vanilla"))
+    assert optimised.measures_graphs and optimised.real_cache == 16 and optimised.fuse_real and optimised.bf16 == "cuda"
+    assert (checkpointed.kept(8), checkpointed.real_cache, checkpointed.fuse_real, checkpointed.bf16) == (0, 0, False, "never")
+    assert vanilla.kept(8) == 8 and cfg.replace(algorithm="vanilla", keep_graph_steps=2).plan().kept(8) == 8
+    assert cfg.replace(algorithm="checkpointed", keep_graph_steps=2, real_cache=8, autocast="bf16").plan().kept(8) == 2
+    with pytest.raises(ValueError, match="memory budget needs the size of each step's graph"):
+        optimised.kept(8)
 
 
 def test_optimised_training_fills_its_cache_and_is_seeded(model):
@@ -140,8 +166,8 @@ def test_optimised_training_fills_its_cache_and_is_seeded(model):
 
 def test_overlapped_recomputation_gives_the_same_gradients_and_restores_threads(model, monkeypatch):
     cfg = DiscoveryConfig(K=3, S=2.0, M=6, t_stop=300, batch_size=6, keep_graph_steps=1, overlap=True)
-    assert cfg.overlaps() and not cfg.replace(algorithm="checkpointed").overlaps()
-    assert not DiscoveryConfig().overlaps()  # off by default: it pays on some models only
+    assert cfg.plan().overlap and not cfg.replace(algorithm="checkpointed").plan().overlap
+    assert not DiscoveryConfig().plan().overlap  # off by default: it pays on some models only
     modules, batch = _setup(model, cfg)
     threads = torch.get_num_threads()
     seen = []  # which threads ran graph steps: the recomputation must leave the main thread

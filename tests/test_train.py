@@ -14,8 +14,8 @@ from hspace.train import DiscoveryModules, DiscoveryTrainer, generator_gradients
 
 
 @pytest.fixture(scope="module")
-def model():
-    return randomize_(build_adm(presets.DM_PRESETS["tiny"], seed=0), std=0.01)
+def model(tiny_model):
+    return tiny_model
 
 
 def _modules(model, cfg):
@@ -36,7 +36,7 @@ def _batch(cfg, n=4):
     [(1, 0, 0), (2, 0, 0), (2, 500, 0), (4, 0, 0), (4, 750, 0), (4, 400, 0), (5, 400, 2), (6, 300, 1), (3, 400, 0)],
 )
 def test_checkpointed_gradients_equal_vanilla(model, M, t_stop, keep):
-    cfg = DiscoveryConfig(K=3, S=2.0, M=M, t_stop=t_stop, batch_size=4, keep_graph_steps=keep)
+    cfg = DiscoveryConfig(K=3, S=2.0, M=M, t_stop=t_stop, batch_size=4, keep_graph_steps=keep, algorithm="checkpointed")
     ts = uniform_timesteps(M)
     base, batch = _modules(model, cfg), _batch(cfg, n=8 if M == 3 else 4)
     vanilla = generator_gradients(model, copy.deepcopy(base), batch, ts, cfg.replace(algorithm="vanilla", keep_graph_steps=0))
@@ -44,6 +44,16 @@ def test_checkpointed_gradients_equal_vanilla(model, M, t_stop, keep):
     assert all(g.abs().max() > 0 for n, g in vanilla.items() if n.startswith("shift_block")), "a parameter got no gradient"
     # float32 summation order: up to 1.1e-5 measured (the shift head's first layer, through BatchNorm)
     assert max_relative_difference(checkpointed, vanilla) <= 3e-5
+
+
+@pytest.mark.parametrize("M, t_stop", [(4, 400), (6, 300)])
+def test_optimised_gradients_equal_vanilla(model, M, t_stop):
+    cfg = DiscoveryConfig(K=3, S=2.0, M=M, t_stop=t_stop, batch_size=4)  # kept steps from the measured budget
+    ts = uniform_timesteps(M)
+    base, batch = _modules(model, cfg), _batch(cfg)
+    vanilla = generator_gradients(model, copy.deepcopy(base), batch, ts, cfg.replace(algorithm="vanilla"))
+    optimised = generator_gradients(model, copy.deepcopy(base), batch, ts, cfg)
+    assert max_relative_difference(optimised, vanilla) <= 3e-5
 
 
 def test_gradients_reach_only_asymmetric_steps(model):
