@@ -6,11 +6,10 @@ penultimate activations (post-ReLU, D = 128) that FID compares; `forward(x)` giv
 
 Reproduce the shipped file (about 4 minutes on one CPU thread):
 
-    OMP_NUM_THREADS=1 python -m hspace.classifier
+    OMP_NUM_THREADS=1 hspace train-classifier
 """
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from pathlib import Path
@@ -22,12 +21,12 @@ from tqdm import tqdm
 
 from .artifacts import load_tensors, save_tensors
 from .data import load_mnist, pad_to
+from .presets import CLASSIFIER_PATH
 
-CLASSIFIER_PATH = Path(__file__).parent / "assets" / "mnist-classifier.safetensors"
 KIND = "hspace-classifier"
 IMAGE_SIZE = 32
 
-# the command that made the shipped file: `python -m hspace.classifier` with these defaults
+# the settings that made the shipped file (`hspace train-classifier` with its defaults)
 DEFAULT_STEPS = 1000
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_LR = 3e-3
@@ -180,41 +179,23 @@ def load_classifier(path: str | Path | None = None, device: str | torch.device =
     return model.to(device).eval().requires_grad_(False)
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m hspace.classifier",
-                                 description="Train the MNIST digit classifier (the FID feature extractor) on the "
-                                             "train split, report held-out accuracy and save it.")
-    ap.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    ap.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-    ap.add_argument("--lr", type=float, default=DEFAULT_LR)
-    ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    ap.add_argument("--out", type=Path, default=CLASSIFIER_PATH)
-    ap.add_argument("--threads", type=int, default=1,
-                    help="CPU threads (default 1: the shipped file was made with one; results can vary with more)")
-    ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-
+def make_shipped_classifier(out: str | Path = CLASSIFIER_PATH, steps: int = DEFAULT_STEPS,
+                            batch_size: int = DEFAULT_BATCH_SIZE, lr: float = DEFAULT_LR, seed: int = DEFAULT_SEED,
+                            progress: bool = True) -> dict:  # fmt: skip
+    """Train on the train split, save (fp16) with its held-out accuracy as saved; returns the recorded figures."""
     x_train, y_train = load_mnist("train", IMAGE_SIZE)
     x_held, y_held = load_mnist("heldout", IMAGE_SIZE)
     t0 = time.perf_counter()
-    model = train_classifier(x_train, y_train, args.steps, args.batch_size, args.lr, args.seed,
-                             progress=not args.no_progress)
+    model = train_classifier(x_train, y_train, steps, batch_size, lr, seed, progress=progress)
     seconds = time.perf_counter() - t0
     acc32 = accuracy(model, x_held, y_held)
     train_acc = accuracy(model, x_train, y_train)
-    meta = {"heldout_accuracy": round(acc32, 4), "train_accuracy": round(train_acc, 4), "steps": args.steps,
-            "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "max_shift": 2,
-            "dataset": "mnist-10k train split",
-            "command": f"python -m hspace.classifier --steps {args.steps} --batch-size {args.batch_size} "
-                       f"--lr {args.lr} --seed {args.seed}"}
-    save_classifier(model, args.out, **meta)
-    acc16 = accuracy(load_classifier(args.out), x_held, y_held)
+    meta = {"heldout_accuracy": round(acc32, 4), "train_accuracy": round(train_acc, 4), "steps": steps,
+            "batch_size": batch_size, "lr": lr, "seed": seed, "max_shift": 2, "dataset": "mnist-10k train split",
+            "command": f"hspace train-classifier --steps {steps} --batch-size {batch_size} --lr {lr} --seed {seed}"}  # fmt: skip
+    save_classifier(model, out, **meta)
+    acc16 = accuracy(load_classifier(out), x_held, y_held)
     if acc16 != acc32:  # record what the shipped (fp16) weights score
-        save_classifier(model, args.out, **{**meta, "heldout_accuracy": round(acc16, 4)})
-    print(f"{num_parameters(model):,} parameters, {args.steps} steps in {seconds:.0f}s; train accuracy "
-          f"{train_acc:.4f}; held-out accuracy {acc32:.4f} (fp32), {acc16:.4f} (as saved, fp16) -> {args.out}")
-
-
-if __name__ == "__main__":
-    main()
+        save_classifier(model, out, **{**meta, "heldout_accuracy": round(acc16, 4)})
+    return {**meta, "parameters": num_parameters(model), "seconds": seconds, "heldout_accuracy_fp32": acc32,
+            "heldout_accuracy_fp16": acc16, "out": str(out)}  # fmt: skip

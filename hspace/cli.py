@@ -75,11 +75,21 @@ def _float_list(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0.5,1, got {text!r}") from None
 
 
+def need_plots(command: str) -> None:
+    """matplotlib is an extra: say how to get it before any computing."""
+    from importlib.util import find_spec
+
+    if find_spec("matplotlib") is None:
+        raise ValueError(f"{command} draws plots with matplotlib: pip install 'hspace[plots]'")
+
+
 def cmd_bench(args) -> int:
     from .bench import run_bench, write_results
     from .run import resolve_device
 
     device = resolve_device(args.device)
+    if args.json is not None:
+        need_plots("bench --json")
     records = run_bench(args.preset, args.M, args.batch_size, args.model, args.repeats, device, args.algorithms)
     if args.json:
         path, png = write_results(records, args.json)
@@ -285,6 +295,7 @@ def cmd_evaluate(args) -> int:
     from .run import check_run_folder, load_run, resolve_device
 
     device = resolve_device(args.device)
+    need_plots("evaluate")
     check_counts(args.num_pairs, args.recalibrate_pairs)
     if args.json is not None and Path(args.json).is_dir():
         raise ValueError(f"--json {args.json} is a folder: give a file path, e.g. eval.json")
@@ -315,6 +326,21 @@ def cmd_app(args) -> int:
     from .run import resolve_device
 
     serve(args.run, args.host, args.port, resolve_device(args.device))
+    return 0
+
+
+def cmd_train_classifier(args) -> int:
+    import torch
+
+    from .classifier import CLASSIFIER_PATH, make_shipped_classifier
+
+    out = args.out or CLASSIFIER_PATH
+    if Path(out).is_dir():
+        raise ValueError(f"--out {out} is a folder: give a .safetensors file")
+    torch.set_num_threads(args.threads)
+    r = make_shipped_classifier(out, args.steps, args.batch_size, args.lr, args.seed, progress=True)
+    accuracy = f"held-out accuracy {r['heldout_accuracy_fp32']:.4f} (fp32), {r['heldout_accuracy_fp16']:.4f} (fp16, as saved)"
+    print(f"{r['parameters']:,} parameters, {args.steps} steps in {r['seconds']:.0f}s; {accuracy} -> {r['out']}")
     return 0
 
 
@@ -521,6 +547,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--resume", action="store_true", help="continue the training in --out from its last checkpoint")
     p.set_defaults(func=cmd_train_dm)
+
+    p = sub.add_parser("train-classifier", help="train the MNIST digit classifier that evaluate uses for FID")
+    p.add_argument("--out", default=None, help="a .safetensors file (default: the shipped classifier's path)")
+    p.add_argument("--steps", type=_positive_int, default=1000, help="training steps (default: 1000, as shipped)")
+    p.add_argument("--batch-size", type=_positive_int, default=128, help="default: 128, as shipped")
+    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default: 3e-3, as shipped)")
+    p.add_argument("--seed", type=int, default=0, help="default: 0, as shipped")
+    p.add_argument(
+        "--threads", type=_positive_int, default=1, help="CPU threads (default 1: the shipped file was made with one)"
+    )
+    p.set_defaults(func=cmd_train_classifier)
 
     p = sub.add_parser("app", help="edit with a run's directions live in the browser (needs: pip install 'hspace[app]')")
     p.add_argument("run", help="a run folder or shipped run name (e.g. default)")

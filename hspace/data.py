@@ -12,7 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-MNIST_NPZ = Path(__file__).parent / "assets" / "mnist-10k.npz"
+from .presets import MNIST_NPZ
+
 MNIST_TRAIN = 9000  # the shipped digits are shuffled: the first 9,000 train, the rest are held out
 
 
@@ -101,7 +102,7 @@ def load_idx(images_path: str | Path, labels_path: str | Path | None = None,
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 
-def _read_image(path: Path, image_size: int, mode: str) -> np.ndarray:
+def _read_image(path: Path, image_size: int, mode: str, fix: str = "give a PNG, JPEG, BMP, WebP, GIF or TIFF file") -> np.ndarray:
     """One image file: first frame, converted to `mode`, short side resized to image_size and centre-cropped."""
     from PIL import Image, ImageOps
 
@@ -117,7 +118,7 @@ def _read_image(path: Path, image_size: int, mode: str) -> np.ndarray:
             im = ImageOps.fit(im.convert(mode), (image_size, image_size), Image.Resampling.LANCZOS)
             return np.asarray(im, dtype=np.uint8)
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
-        raise ValueError(f"cannot read image {path} ({e}): give a PNG, JPEG, BMP, WebP, GIF or TIFF file") from None
+        raise ValueError(f"cannot read image {path} ({e}): {fix}") from None
 
 
 def image_files(folder: str | Path) -> list[Path]:
@@ -139,7 +140,8 @@ def load_image_folder(folder: str | Path, image_size: int, channels: int) -> tor
     if not files:
         raise ValueError(f"image folder {folder}: no images found (accepted extensions: "
                          f"{', '.join(e[1:] for e in IMAGE_EXTENSIONS)}, any case, searched recursively)")
-    arr = np.stack([_read_image(p, image_size, "L" if channels == 1 else "RGB") for p in files])
+    fix = "move it out of the folder or replace it"  # the folder is the user's; the file is one of many
+    arr = np.stack([_read_image(p, image_size, "L" if channels == 1 else "RGB", fix) for p in files])
     return to_model_range(arr if channels == 1 else arr.transpose(0, 3, 1, 2))
 
 

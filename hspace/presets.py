@@ -43,7 +43,10 @@ RUN_PRESETS: dict[str, tuple[str, DiscoveryConfig]] = {
     "mnist-demo": ("default", DiscoveryConfig(K=4, S=5, M=5, t_stop=400, batch_size=32, train_steps=400)),
 }  # fmt: skip
 
+# Files that ship inside the package: named here only.
 ASSETS = Path(__file__).parent / "assets"
+MNIST_NPZ = ASSETS / "mnist-10k.npz"
+CLASSIFIER_PATH = ASSETS / "mnist-classifier.safetensors"
 # Models and discovery runs that ship inside the package.
 SHIPPED_MODELS: dict[str, str] = {"default": "default-dm.safetensors"}
 SHIPPED_RUNS: dict[str, Path] = {"default": ASSETS / "default-run"}

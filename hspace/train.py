@@ -7,6 +7,18 @@ last node back to x_T, passing dL/dnode backwards: memory is one step's activati
 recomputing them (N = M is the vanilla algorithm). The optimised algorithm is Algorithm 1 with as
 many steps kept as a memory budget allows, cached real chains, each recomputation overlapping the
 backward of the step after it on a second thread, and on CUDA a bfloat16 frozen UNet (see speed.py).
+``DiscoveryConfig.plan()`` resolves which of these a run uses, once.
+
+Notation (paper section 4 and Algorithm 1):
+
+| name here | paper | meaning |
+|---|---|---|
+| ``abar_t``, ``abar_prev`` | alpha_t, alpha_{t-1} (cumulative) | noise levels of a step's input and output |
+| ``eps``, ``eps_hat`` | eps(x_t given h), eps(x_t given h_hat) | the frozen model's noise prediction, without and with the shift |
+| ``h_hat`` | h + s f_t(h, k) | the shifted bottleneck activation |
+| ``x0_real``, ``x0_shift`` | x_0, x~_0 | the ends of the real and the shifted chain from one x_T |
+| ``nodes[i]`` | x~_{tau_i} | the shifted chain's input to step i, recorded without grad |
+| ``k``, ``s`` | k, s | per-sample direction index [N] and magnitude [N] |
 """
 from __future__ import annotations
 
@@ -79,19 +91,19 @@ def _paired_step(model, shift_block, x_real, x_shift, t, abar_t, abar_prev, edit
     ``shared``: the real chain is ``x_shift[:len(x_real)]`` (both start at x_T), so it is encoded once.
     Under grad the real chain rides along detached: batching it costs less than a call of its own.
     """
-    n_real = x_real.shape[0]
-    x = x_shift if shared else torch.cat([x_real, x_shift])
+    n_real = x_real.shape[0]  # R real chains beside the N shifted ones
+    x = x_shift if shared else torch.cat([x_real, x_shift])  # [(N or R + N) x C x H x W]
     first = 0 if shared else n_real  # where the shifted chain starts in x
-    h, state = model.encode(x, timestep_batch(t, x))
+    h, state = model.encode(x, timestep_batch(t, x))  # h: [len(x) x C_h x h x w]
     if t >= t_stop:
-        h_s = h[first:]
+        h_s = h[first:]  # [N x C_h x h x w]
         h_hat = h_s + shift_block.shift(h_s, state.map(lambda z: z[first:]), edits)
         eps_all = model.decode(torch.cat([h, h_hat]), state.map(lambda z: torch.cat([z, z[first:]])))
-        eps, eps_hat = eps_all[: len(x)], eps_all[len(x) :]
+        eps, eps_hat = eps_all[: len(x)], eps_all[len(x) :]  # [len(x) x C x H x W], [N x C x H x W]
     else:
         eps = model.decode(h, state)
         eps_hat = eps[first:]
-    eps_r, eps_s = eps[:n_real].detach(), eps[first:]
+    eps_r, eps_s = eps[:n_real].detach(), eps[first:]  # [R x C x H x W], [N x C x H x W]
     return asymmetric_ddim_step(x_real, eps_r, eps_r, abar_t, abar_prev), asymmetric_ddim_step(x_shift, eps_s, eps_hat, abar_t, abar_prev)
 
 
@@ -103,10 +115,10 @@ def run_chains(model, shift_block, x_T, edits, timesteps, t_stop, kept_steps, x0
     ``fuse_real``: in kept steps too, run the real chain in the shifted chain's UNet calls, when
     the cache serves part of the batch (those few fresh samples cost less there than in a call apart).
     """
-    steps = chain_alpha_bars(model.alphas_cumprod, timesteps)
+    steps = chain_alpha_bars(model.alphas_cumprod, timesteps)  # M x (t, abar_t, abar_prev)
     first_kept = len(steps) - kept_steps
     n_fresh = x_T.shape[0] - (0 if x0_cached is None else x0_cached.shape[0])
-    x_real, x_shift = x_T[:n_fresh], x_T
+    x_real, x_shift = x_T[:n_fresh], x_T  # [n_fresh x C x H x W], [N x C x H x W]
     nodes, tail_input = [], None
     for i, (t, abar_t, abar_prev) in enumerate(steps):
         if i < first_kept:

@@ -129,7 +129,7 @@ def test_image_folder_errors(tmp_path):
         load_image_folder(tmp_path, 8, 3)
     Image.new("RGB", (10, 10)).save(tmp_path / "ok.png")
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg" * 10)
-    with pytest.raises(ValueError, match="broken.jpg.*remove"):
+    with pytest.raises(ValueError, match="broken.jpg.*move it out of the folder"):
         load_image_folder(tmp_path, 8, 3)
 
 

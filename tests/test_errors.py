@@ -199,3 +199,12 @@ def test_missing_global_directions(tiny_run_dir, tmp_path, capsys):
     argv = ["edit", str(tiny_run_dir), "--image", "mnist:0", "--global-directions", str(tmp_path / "none.safetensors")]
     assert exit_code([*argv, "--out", str(tmp_path / "e"), "--device", "cpu"]) == 2
     assert "no such file; write one with `hspace export RUN`" in one_line_error(capsys, "edit")
+
+
+def test_plots_need_the_extra(tiny_run_dir, monkeypatch, capsys):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else find_spec(name, *a))
+    assert exit_code(["evaluate", str(tiny_run_dir), "--device", "cpu"]) == 2
+    assert "pip install 'hspace[plots]'" in one_line_error(capsys, "evaluate")
