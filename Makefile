@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo install test test-slow bench clean
+.PHONY: demo install test test-slow test-app bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -29,6 +29,12 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow
+
+# `hspace app` driven in headless Chromium (tests/test_app_browser.py; also part of test-slow where Gradio, selenium
+# and Chromium are installed). Chromium and its driver come from the system: apt install chromium chromium-driver.
+test-app: $(STAMP)
+	$(BIN)/pip install -q -e '.[app]' selenium
+	$(BIN)/pytest -q -m slow tests/test_app_browser.py
 
 bench: $(STAMP)
 	$(BIN)/hspace bench --preset tiny --M 2,5,10,20 --json bench/tiny.json
