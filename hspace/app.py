@@ -105,13 +105,10 @@ def build_page(editor: Editor):
                         label="original", format="png", type="numpy", interactive=False, elem_id="original"
                     )
                     edited = gr.Image(label="edited", format="png", type="numpy", interactive=False, elem_id="edited")
-                sweep = gr.Image(
-                    label="sweep of the last moved direction, s from -S to S",
-                    format="png",
-                    type="numpy",
-                    interactive=False,
-                    elem_id="sweep",
+                gr.Markdown(
+                    f"**sweep** of the last moved direction alone, s from -{editor.S:g} to {editor.S:g} (drawn after the edit)"
                 )
+                sweep = gr.Image(show_label=False, format="png", type="numpy", interactive=False, elem_id="sweep")
                 message = gr.Markdown(elem_id="message")
                 download = gr.DownloadButton("download the edited image (PNG)", elem_id="download")
             with gr.Column(scale=1, min_width=260, elem_id="directions"):

@@ -56,12 +56,18 @@ def server():
 
 
 @pytest.fixture(scope="module")
-def browser():
+def downloads(tmp_path_factory):
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="module")
+def browser(downloads):
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1250"):
         options.add_argument(arg)
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads)})
     # The system's driver, so that selenium's manager does not go looking for one on the network.
     driver = webdriver.Chrome(options=options, service=Service(executable_path=shutil.which("chromedriver")))
     yield driver
@@ -96,7 +102,7 @@ def message(driver) -> str:
     return driver.find_element(By.ID, "message").text
 
 
-def test_slider_upload_and_stop(server, browser, tmp_path):
+def test_slider_download_reset_upload_and_stop(server, browser, downloads, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
@@ -132,6 +138,16 @@ def test_slider_upload_and_stop(server, browser, tmp_path):
     if os.environ.get("HSPACE_APP_SCREENSHOT"):
         browser.save_screenshot(os.environ["HSPACE_APP_SCREENSHOT"])
 
+    # The download is that image at the model's resolution; reset sets every slider back to 0.
+    browser.find_element(By.ID, "download").click()
+    saved = wait_for(lambda: list(downloads.glob("edited-*.png")), what="the downloaded PNG")
+    assert np.array_equal(np.asarray(Image.open(saved[0])), to_uint8(expected)[0, ..., 0])
+    browser.find_element(By.ID, "reset").click()
+    wait_for(lambda: "edits: none" in message(browser), what="the reset")
+    assert (
+        browser.find_element(By.CSS_SELECTOR, f"#slider-{DIRECTION} input[type=number]").get_attribute("value") == "0"
+    )
+
     # Upload a real digit: inverted, its reconstruction error shown.
     digit = ((load_images("mnist:12", 28, 1)[0, 0] + 1) * 127.5).round().byte().numpy()
     Image.fromarray(digit).save(tmp_path / "digit.png")
@@ -141,7 +157,7 @@ def test_slider_upload_and_stop(server, browser, tmp_path):
         lambda: "your image digit.png" in message(browser) and "PSNR" in message(browser), what="the inverted upload"
     )
     command = browser.find_element(By.ID, "command").text
-    assert "--image digit.png" in command and f"--edit {DIRECTION}:" in command
+    assert "--image digit.png --inversion-steps 50" in command and "--edit" not in command
 
     # Not an image: a message in the page, and the server goes on.
     (tmp_path / "notes.txt").write_text("not an image")
