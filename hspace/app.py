@@ -8,6 +8,7 @@ cache folder points there), removed when the app stops; the page names no other 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import shutil
 import signal
@@ -21,11 +22,14 @@ SOURCE_LABELS = {"seed": "generated (seed)", "digit": "shipped digit", "upload":
 CSS = "img { image-rendering: pixelated; } #edited img, #original img { min-height: 256px; }"
 
 
-def require_gradio():
-    """The gradio module, or a one-line error naming the extra that installs it."""
+def require_gradio(import_it: bool = True):
+    """The gradio module (or, with ``import_it=False``, only the check that it is installed); else a one-line
+    error naming the extra that installs it."""
     try:
+        if not import_it and importlib.util.find_spec("gradio") is not None:
+            return None
         import gradio
-    except ImportError:
+    except (ImportError, ValueError):  # ValueError: find_spec of a module blocked in sys.modules
         raise ValueError(f"the app needs Gradio, an optional extra: {INSTALL_HINT}") from None
     return gradio
 
@@ -45,6 +49,15 @@ def state_from_page(values: tuple, last_moved: int | None) -> PageState:
     kind, seed, digit, upload, steps, t_stop, *sliders = values
     source = source_from_page(kind, seed, digit, upload)
     return PageState(source, int(steps or 1), int(t_stop or 0), tuple(float(v or 0.0) for v in sliders), last_moved)
+
+
+def page_view(editor: Editor, values: tuple, last_moved: int | None, with_sweep: bool = False) -> PageView:
+    """What the page shows for the values it sent; values no widget would send give a message too."""
+    try:
+        state = state_from_page(values, last_moved)
+    except (TypeError, ValueError, OverflowError) as e:
+        return PageView(message=f"**Cannot edit:** {e}")
+    return editor.update(state, with_sweep)
 
 
 # ---------------------------------------------------------------- the page
@@ -125,15 +138,15 @@ def build_page(editor: Editor):
             return [view.original, view.edited, view.message, view.command, view.python, view.download]
 
         def render(last, *values):
-            return show(editor.update(state_from_page(values, last)))
+            return show(page_view(editor, values, last))
 
         def render_moved(k: int, *values):
-            return [k, *show(editor.update(state_from_page(values, k)))]
+            return [k, *show(page_view(editor, values, k))]
 
         def render_sweep(last, *values):
             if last is None:
                 return None
-            return editor.update(state_from_page(values, last), with_sweep=True).sweep
+            return page_view(editor, values, last, with_sweep=True).sweep
 
         def pick_kind(kind_label: str):
             return editor.default_steps(source_from_page(kind_label, 0, 0, None).kind)
@@ -176,7 +189,7 @@ def slider(gr, editor: Editor, k: int):
 
 def serve(run_ref: str, host: str = "127.0.0.1", port: int | None = None, device: str = "cpu") -> None:
     """Serve the app until Ctrl-C or SIGTERM; prints its address first. Everything is checked before the run loads."""
-    require_gradio()
+    require_gradio(import_it=False)  # imported below, once GRADIO_TEMP_DIR points at our folder
     if port is not None and not 0 < port < 65536:
         raise ValueError(f"--port {port}: choose a port from 1 to 65535")
     from .run import check_run_folder, load_run
@@ -202,8 +215,10 @@ def serve(run_ref: str, host: str = "127.0.0.1", port: int | None = None, device
                 theme=gr.themes.Default(),
                 css=CSS,
             )
-        except OSError as e:
-            raise ValueError(f"cannot serve on {host}:{port} ({e}): choose another --port or --host") from None
+        except OSError:
+            raise ValueError(
+                f"cannot serve on {host}:{port} (taken, or not this machine's address): choose another --port or --host"
+            ) from None
         print(f"hspace app: {url}  (run {editor.run_ref}; Ctrl-C stops it)", flush=True)
         page.block_thread()  # returns after closing the server on Ctrl-C
     finally:

@@ -272,6 +272,8 @@ class Editor:
             raise PageError(f"direction {state.last_moved} out of range 0..{self.K - 1}")
         if state.source.kind not in SOURCE_KINDS:
             raise PageError(f"unknown source {state.source.kind!r}: choose one of {', '.join(SOURCE_KINDS)}")
+        if not 0 <= state.source.seed < 2**63:
+            raise PageError(f"seed {state.source.seed}: choose 0 to {2**63 - 1}")
         if state.source.kind == "digit" and not 0 <= state.source.digit < self.num_digits:
             raise PageError(f"digit {state.source.digit}: the shipped held-out digits run 0..{self.num_digits - 1}")
         if state.source.kind == "upload" and not state.source.path:

@@ -7,10 +7,10 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import exit_code
 from PIL import Image
 
 import hspace
-from conftest import exit_code
 from hspace import app_state
 from hspace.app_state import Editor, PageError, PageState, Source, check_upload, enlarge, read_ranking
 from hspace.data import load_images
@@ -27,14 +27,15 @@ def editor(run, tmp_path):
     return Editor(run, tmp_path)
 
 
-def state(editor, source=Source(), sliders=None, steps=3, t_stop=None, last_moved=None) -> PageState:
+def state(editor, source=None, sliders=None, steps=3, t_stop=None, last_moved=None) -> PageState:
     values = tuple(sliders or [0.0] * editor.K)
-    return PageState(source, steps, editor.run.config.t_stop if t_stop is None else t_stop, values, last_moved)
+    t_stop = editor.run.config.t_stop if t_stop is None else t_stop
+    return PageState(source or Source(), steps, t_stop, values, last_moved)
 
 
 def exec_python_call(text: str) -> torch.Tensor:
     namespace: dict = {}
-    exec(text, namespace)
+    exec(text, namespace)  # noqa: S102 -- the page's Python call, run as a user would paste it
     return namespace["edited"]
 
 
@@ -184,6 +185,23 @@ def test_other_t_stop_and_steps_reach_the_chain_and_the_code(editor, run):
 def test_bad_settings_give_a_message(editor, changes, words):
     view = editor.update(state(editor, **changes))
     assert view.edited is None and words in view.message and view.message.startswith("**Cannot edit:**")
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ("generated (seed)", float("nan"), 0, None, 3, 400, 0, 0, 0, 0),  # NaN seed
+        ("generated (seed)", 1e30, 0, None, 3, 400, 0, 0, 0, 0),  # past the generator's seeds
+        ("generated (seed)", 0, 0, None, 3, 400, 0, "x", 0, 0),  # a slider that is not a number
+        ("shipped digit", 0, -1, None, 3, 400, 0, 0, 0, 0),
+        ("your image", 0, 0, "/etc/passwd", 3, 400, 0, 0, 0, 0),  # a path from outside the app's folder
+    ],
+)
+def test_values_no_widget_sends_give_a_message(editor, values):
+    from hspace.app import page_view
+
+    view = page_view(editor, values, None)
+    assert view.edited is None and view.message.startswith("**Cannot edit:**")
 
 
 def test_uploaded_image_is_inverted_as_hspace_edit_loads_it(editor, tmp_path):
