@@ -161,9 +161,9 @@ def build_page(editor: Editor):
         for k in range(editor.K):
             moved = by_index[k].release(functools.partial(render_moved, k), inputs=inputs, outputs=[last_moved, *shown])
             moved.then(**after)
-        for widget in (seed, digit, steps, t_stop):
-            event = widget.release if widget in (steps, t_stop) else widget.submit
-            event(render, inputs=[last_moved, *inputs], outputs=shown).then(**after)
+        # Numbers count when typed out (Enter or leaving the box), settings when released: one chain per change.
+        settled = [seed.submit, seed.blur, digit.submit, digit.blur, steps.release, t_stop.release]
+        gr.on(settled, render, inputs=[last_moved, *inputs], outputs=shown).then(**after)
         kind.input(pick_kind, inputs=[kind], outputs=[steps]).then(
             render, inputs=[last_moved, *inputs], outputs=shown
         ).then(**after)

@@ -105,6 +105,7 @@ def message(driver) -> str:
 def test_slider_download_reset_upload_and_stop(server, browser, downloads, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
 
     process, url = server
     browser.get(url)
@@ -147,6 +148,12 @@ def test_slider_download_reset_upload_and_stop(server, browser, downloads, tmp_p
     assert (
         browser.find_element(By.CSS_SELECTOR, f"#slider-{DIRECTION} input[type=number]").get_attribute("value") == "0"
     )
+
+    # Another seed, typed in.
+    seed = browser.find_element(By.CSS_SELECTOR, "#seed input")
+    seed.clear()
+    seed.send_keys("7" + Keys.ENTER)
+    wait_for(lambda: "generated from seed 7" in message(browser), what="the sample of seed 7")
 
     # Upload a real digit: inverted, its reconstruction error shown.
     digit = ((load_images("mnist:12", 28, 1)[0, 0] + 1) * 127.5).round().byte().numpy()
