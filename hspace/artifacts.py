@@ -29,6 +29,14 @@ def atomic_write(path: str | Path, write) -> Path:
     return path
 
 
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files of writes a crash interrupted (``atomic_write``'s ``.NAME.*.tmp``), below folder."""
+    stale = [p for p in Path(folder).rglob(".*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

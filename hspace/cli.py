@@ -141,6 +141,7 @@ def cmd_train_dm(args) -> int:
         lr=args.lr,
         train_steps=args.train_steps,
         sample_every=args.sample_every,
+        checkpoint_every=args.checkpoint_every,
         seed=args.seed,
     )
     path = DMTrainer(cfg, args.out, device).train(images, resume=args.resume)
@@ -543,6 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=64, help="default: 64")
     p.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (default: 5e-4)")
     p.add_argument("--sample-every", type=_count, default=1000, help="a grid of samples every N steps (0: never)")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=250, help="checkpoint every N steps (default: 250)")
     p.add_argument("--seed", type=int, default=0, help="default: 0")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--resume", action="store_true", help="continue the training in --out from its last checkpoint")

@@ -4,12 +4,13 @@ from __future__ import annotations
 import csv
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from .artifacts import atomic_write, read_checkpoint
+from .artifacts import atomic_write, read_checkpoint, remove_stale_temporaries
 from .backends import load_model
 from .config import DiscoveryConfig
 from .distributed import Distributed
@@ -27,18 +28,23 @@ PLOTTED = ("loss_d", "loss_g", "loss_r", "acc", "rca_running", "rca_heldout", "l
 RESUMABLE_CHANGES = {"train_steps", "algorithm", "keep_graph_steps", "memory_budget_mb", "autocast", "channels_last", "compile", "overlap"}
 
 
+def _write_rows(path: str, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 class RunLogger:
     """CSV always; TensorBoard when the ``tensorboard`` package is installed."""
 
     def __init__(self, folder: Path, resume_step: int = 0):
         self.path = folder / "log.csv"
         if self.path.exists():  # drop rows after the checkpoint we resume from (or all, for a new run)
-            with self.path.open(newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
-            with self.path.open("w", newline="") as f:
-                writer = csv.DictWriter(f, LOG_FIELDS)
-                writer.writeheader()
-                writer.writerows(rows)
+            text = self.path.read_text()
+            whole = text[: text.rfind("\n") + 1]  # a crash can cut the last row short: it is dropped
+            rows = [r for r in csv.DictReader(whole.splitlines()) if int(r["step"]) <= resume_step]
+            atomic_write(self.path, partial(_write_rows, rows=rows))
         new = not self.path.exists()
         self.file = self.path.open("a", newline="")
         self.csv = csv.DictWriter(self.file, LOG_FIELDS)
@@ -156,6 +162,7 @@ def discover(
     rca = load_checkpoint(out, trainer, model_ref) if resume else 0.0
     if main:
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)  # what a crash left mid-write; the files themselves are whole
     say = print if progress and main else lambda *_: None
     held_out = HeldOutPairs(trainer.model, cfg, trainer.timesteps, rca_pairs, device=trainer.device) if main and rca_every else None
     logger = RunLogger(out, trainer.step) if main else None
@@ -181,11 +188,12 @@ def discover(
                 continue
             logger.log({**metrics, "step": trainer.step, "rca_running": rca, "seconds": round(time.monotonic() - start, 2)})
             done = trainer.step == cfg.train_steps
+            # The grid before the checkpoint: a crash between them redoes the step, so no grid is skipped.
+            if grid_every and (done or trainer.step % grid_every == 0):
+                overview_grid(trainer, out / "grids" / f"step-{trainer.step:06d}.png")
             if done or trainer.step % checkpoint_every == 0 or time.monotonic() - last_save > 300:
                 save_checkpoint(out, trainer, model_ref, rca)
                 last_save = time.monotonic()
-            if grid_every and (done or trainer.step % grid_every == 0):
-                overview_grid(trainer, out / "grids" / f"step-{trainer.step:06d}.png")
     finally:
         bar.close()
         if logger is not None:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .artifacts import atomic_write, read_checkpoint
+from .artifacts import atomic_write, read_checkpoint, remove_stale_temporaries
 from .backends import ADMConfig, ADMModel, save_model
 from .sampling import sample
 from .schedule import uniform_timesteps
@@ -135,17 +135,19 @@ class DMTrainer:
         if resume:
             self.load_checkpoint()
         self.out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.out)  # what a crash left mid-write; the files themselves are whole
         bar = tqdm(total=cfg.train_steps, initial=self.step, desc="train-dm", disable=not progress)
         last_save = time.monotonic()
         while self.step < cfg.train_steps:
             loss = self.train_step(images)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
+            # Samples before the checkpoint: a crash between them redoes the step, so no grid is skipped.
+            if cfg.sample_every and (self.step % cfg.sample_every == 0 or self.step == cfg.train_steps):
+                self.save_samples()
             if self.step % cfg.checkpoint_every == 0 or self.step == cfg.train_steps or time.monotonic() - last_save > 600:
                 self.save_checkpoint()
                 last_save = time.monotonic()
-            if cfg.sample_every and (self.step % cfg.sample_every == 0 or self.step == cfg.train_steps):
-                self.save_samples()
         bar.close()
         self.save_checkpoint()
         return self.out / "ema.safetensors"
