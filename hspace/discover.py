@@ -166,7 +166,10 @@ def discover(
     say = print if progress and main else lambda *_: None
     held_out = HeldOutPairs(trainer.model, cfg, trainer.timesteps, rca_pairs, device=trainer.device) if main and rca_every else None
     logger = RunLogger(out, trainer.step) if main else None
-    say(f"step {trainer.step + 1} also measures each chain step's memory and fills the real-chain cache: it takes longer")
+    first_work = ["measures each chain step's graph memory"] * trainer.plan.measures_graphs
+    first_work += ["fills the real-chain cache"] * bool(trainer.plan.real_cache)
+    if first_work:
+        say(f"step {trainer.step + 1} also {' and '.join(first_work)}: it takes longer than the others")
     bar = tqdm(total=cfg.train_steps, initial=trainer.step, desc="discover", disable=not (progress and main))
     start, last_save = time.monotonic(), time.monotonic()
     held_out_rca = None

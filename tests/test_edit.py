@@ -61,8 +61,9 @@ def test_exported_directions_round_trip_and_edit(run, tmp_path):
     block = sample(run.model, x_T, run.timesteps, directions=run.shift_block, edits=[(2, 1.5)], t_stop=run.config.t_stop)
     mean_t = sample(run.model, x_T, run.timesteps, directions=dirs.using(per_timestep=True), edits=[(2, 1.5)], t_stop=run.config.t_stop)
     glob = sample(run.model, x_T, run.timesteps, directions=dirs, edits=[(2, 1.5)], t_stop=run.config.t_stop)
-    for edited in (mean_t, glob):
-        assert (edited - plain).abs().mean() > 0
+    for edited in (mean_t, glob):  # the averaged directions change the image the way the block does (0.64 measured)
+        cosine = torch.nn.functional.cosine_similarity((edited - plain).flatten(), (block - plain).flatten(), dim=0)
+        assert cosine > 0.5
     assert (mean_t - block).abs().mean() < (block - plain).abs().mean()
 
 

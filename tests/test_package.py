@@ -20,3 +20,17 @@ def test_module_entry_point_help():
     out = subprocess.run([sys.executable, "-m", "hspace", "--help"], capture_output=True, text=True, check=True).stdout
     for command in ("discover", "train-dm", "bench"):
         assert command in out
+
+
+def test_front_ends_do_not_import_each_other():
+    """show, edit, mos, evaluate and export read runs through run.py and draw through viz.py, never each other."""
+    import ast
+    from pathlib import Path
+
+    front_ends = {"show", "edit", "mos", "evaluate", "export"}
+    package = Path(__file__).resolve().parents[1] / "hspace"
+    for name in sorted(front_ends):
+        tree = ast.parse((package / f"{name}.py").read_text())
+        imported = {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level}
+        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level and not node.module for alias in node.names}
+        assert not imported & (front_ends - {name}), f"{name}.py imports {sorted(imported & front_ends)}"
