@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo install test test-slow test-app bench clean
+.PHONY: demo install test test-slow test-app lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -24,8 +24,17 @@ demo: $(STAMP)
 
 install: $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(BIN)/pytest -q
+
+# The formatter is run, not silenced: `make format` writes, `make lint` (part of `make test`) checks.
+lint: $(STAMP)
+	$(BIN)/ruff check hspace tests
+	$(BIN)/ruff format --check hspace tests
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix hspace tests
+	$(BIN)/ruff format hspace tests
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow

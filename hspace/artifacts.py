@@ -1,4 +1,5 @@
 """Artifacts on disk: safetensors files whose metadata carries the config, version and backend."""
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@
 On CUDA, peak memory is ``torch.cuda.max_memory_allocated``; on CPU it is the peak RSS of a fresh
 subprocess per case, so that cases do not inherit each other's high-water mark.
 """
+
 from __future__ import annotations
 
 import copy
@@ -53,7 +54,9 @@ def case_config(preset: str, algorithm: str, M: int, batch_size: int) -> Discove
     return cfg.replace(M=M, batch_size=batch_size, t_stop=t_stop, **ALGORITHMS[algorithm])
 
 
-def measure_case(model_source: str, preset: str, algorithm: str, M: int, batch_size: int, repeats: int, device: str) -> dict:
+def measure_case(
+    model_source: str, preset: str, algorithm: str, M: int, batch_size: int, repeats: int, device: str
+) -> dict:
     """Time ``repeats`` training steps after one warm-up step; report peak memory and images/s.
     The warm-up step also fills the optimised algorithm's real-chain cache to its steady share."""
     model = load_model(model_source)
@@ -86,15 +89,18 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def gradient_agreement(model_source: str, preset: str, M: int, batch_size: int, device: str,
-                       algorithms: list[str] = DEFAULT_ALGORITHMS) -> dict[str, float]:  # fmt: skip
+def gradient_agreement(
+    model_source: str, preset: str, M: int, batch_size: int, device: str, algorithms: list[str] = DEFAULT_ALGORITHMS
+) -> dict[str, float]:
     """Max relative difference of each algorithm's gradients from vanilla's, from one shared state."""
     model = load_model(model_source).to(device)
     vanilla_cfg = case_config(preset, "vanilla", M, batch_size)
     trainer = DiscoveryTrainer(model, vanilla_cfg, device=device)
     with torch.no_grad():  # non-zero directions, so that every shift-block parameter has a gradient
         g = torch.Generator().manual_seed(0)
-        trainer.modules.shift_block.out_weight.copy_(torch.randn(trainer.modules.shift_block.out_weight.shape, generator=g) * 1e-2)
+        trainer.modules.shift_block.out_weight.copy_(
+            torch.randn(trainer.modules.shift_block.out_weight.shape, generator=g) * 1e-2
+        )
     base: DiscoveryModules = trainer.modules
     batch = trainer.draw()
     reference = generator_gradients(model, copy.deepcopy(base), batch, trainer.timesteps, vanilla_cfg)
@@ -116,8 +122,16 @@ def _run_isolated(args: dict) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run_bench(preset: str, steps: list[int], batch_size: int | None = None, model: str | None = None,
-              repeats: int = 2, device: str = "cpu", algorithms: list[str] | None = None, log=print) -> list[BenchRecord]:  # fmt: skip
+def run_bench(
+    preset: str,
+    steps: list[int],
+    batch_size: int | None = None,
+    model: str | None = None,
+    repeats: int = 2,
+    device: str = "cpu",
+    algorithms: list[str] | None = None,
+    log=print,
+) -> list[BenchRecord]:
     """Every (algorithm, M) case; a row per case is logged as it finishes."""
     dm, cfg = run_preset(preset)
     model = model or dm
@@ -127,17 +141,35 @@ def run_bench(preset: str, steps: list[int], batch_size: int | None = None, mode
     if unknown:
         raise ValueError(f"unknown algorithm(s) {sorted(unknown)}: choose from {', '.join(ALGORITHMS)}")
     records = []
-    log(f"{'algorithm':>13} {'M':>4} {'batch':>5} {'kept':>4} {'peak MB':>9} {'img/s':>8} {'x vanilla':>9} {'x ckpt':>7} {'grad diff':>10}")
+    log(
+        f"{'algorithm':>13} {'M':>4} {'batch':>5} {'kept':>4} {'peak MB':>9} {'img/s':>8} {'x vanilla':>9} {'x ckpt':>7} {'grad diff':>10}"
+    )
     for M in steps:
         # Gradients are compared on a batch of 8 whatever the timing batch: BatchNorm over 2 or 3
         # samples is so ill-conditioned that rounding alone moves some gradients by 1e-4.
         grads = gradient_agreement(model, preset, M, GRAD_CHECK_BATCH, device, algorithms)
         vanilla = checkpointed = None
         for name in sorted(algorithms, key=lambda a: (a != "vanilla", a != "checkpointed")):  # the references first
-            args = dict(model_source=model, preset=preset, algorithm=name, M=M, batch_size=batch_size, repeats=repeats, device=device)
+            args = dict(
+                model_source=model,
+                preset=preset,
+                algorithm=name,
+                M=M,
+                batch_size=batch_size,
+                repeats=repeats,
+                device=device,
+            )
             res = measure_case(**args) if device.startswith("cuda") else _run_isolated(args)
-            rec = BenchRecord(name, M, batch_size, round(res["peak_mem_mb"], 1), round(res["images_per_s"], 3), grads[name], device,
-                              kept_steps=res["kept_steps"])  # fmt: skip
+            rec = BenchRecord(
+                name,
+                M,
+                batch_size,
+                round(res["peak_mem_mb"], 1),
+                round(res["images_per_s"], 3),
+                grads[name],
+                device,
+                kept_steps=res["kept_steps"],
+            )
             vanilla = vanilla or (rec if name == "vanilla" else None)
             checkpointed = checkpointed or (rec if name == "checkpointed" else None)
             if vanilla is not None:
@@ -146,9 +178,14 @@ def run_bench(preset: str, steps: list[int], batch_size: int | None = None, mode
             if checkpointed is not None:
                 rec.speed_vs_checkpointed = round(rec.images_per_s / checkpointed.images_per_s, 3)
             records.append(rec)
-            ratios = [f"{r:>{w}.2f}" if r is not None else f"{'-':>{w}}" for r, w in [(rec.speed_vs_vanilla, 9), (rec.speed_vs_checkpointed, 7)]]
-            log(f"{name:>13} {M:>4} {batch_size:>5} {rec.kept_steps:>4} {rec.peak_mem_mb:>9.1f} {rec.images_per_s:>8.2f} {' '.join(ratios)} "
-                f"{rec.max_rel_grad_diff:>10.2e}")  # fmt: skip
+            ratios = [
+                f"{r:>{w}.2f}" if r is not None else f"{'-':>{w}}"
+                for r, w in [(rec.speed_vs_vanilla, 9), (rec.speed_vs_checkpointed, 7)]
+            ]
+            log(
+                f"{name:>13} {M:>4} {batch_size:>5} {rec.kept_steps:>4} {rec.peak_mem_mb:>9.1f} {rec.images_per_s:>8.2f} {' '.join(ratios)} "
+                f"{rec.max_rel_grad_diff:>10.2e}"
+            )
         if checkpointed is not None and vanilla is not None:  # vanilla ran before Algorithm 1 was there to compare with
             vanilla.speed_vs_checkpointed = round(vanilla.images_per_s / checkpointed.images_per_s, 3)
     return records

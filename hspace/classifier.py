@@ -8,6 +8,7 @@ Reproduce the shipped file (about 4 minutes on one CPU thread):
 
     OMP_NUM_THREADS=1 hspace train-classifier
 """
+
 from __future__ import annotations
 
 import math
@@ -50,9 +51,13 @@ class DigitClassifier(nn.Module):
         w0, w1, w2 = widths
         self.widths, self.feature_dim, self.num_classes = tuple(widths), feature_dim, num_classes
         self.body = nn.Sequential(
-            _conv(1, w0), nn.MaxPool2d(2),
-            _conv(w0, w1), nn.MaxPool2d(2),
-            _conv(w1, w2), nn.MaxPool2d(2), nn.Flatten(),
+            _conv(1, w0),
+            nn.MaxPool2d(2),
+            _conv(w0, w1),
+            nn.MaxPool2d(2),
+            _conv(w1, w2),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
         )
         self.fc = nn.Linear(w2 * (IMAGE_SIZE // 8) ** 2, feature_dim)
         self.head = nn.Linear(feature_dim, num_classes)
@@ -95,10 +100,19 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     return xp[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
 
 
-def train_classifier(images: torch.Tensor, labels: torch.Tensor, steps: int = DEFAULT_STEPS,
-                     batch_size: int = DEFAULT_BATCH_SIZE, lr: float = DEFAULT_LR, seed: int = DEFAULT_SEED,
-                     progress: bool = True, max_shift: int = 2, widths: tuple[int, int, int] = (32, 64, 128),
-                     feature_dim: int = 128, history: list | None = None) -> DigitClassifier:
+def train_classifier(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    steps: int = DEFAULT_STEPS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    lr: float = DEFAULT_LR,
+    seed: int = DEFAULT_SEED,
+    progress: bool = True,
+    max_shift: int = 2,
+    widths: tuple[int, int, int] = (32, 64, 128),
+    feature_dim: int = 128,
+    history: list | None = None,
+) -> DigitClassifier:
     """Train a DigitClassifier with Adam, a short warm-up then cosine decay, and random shifts of up to
     max_shift pixels. Deterministic given the seed (on CPU). Returns the model in eval mode, frozen.
     `history`, if given, receives the training loss of every step."""
@@ -125,7 +139,7 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, steps: int = DE
     for step in bar:
         if pos + batch_size > len(order):
             order, pos = torch.randperm(len(x_all), generator=gen), 0
-        idx = order[pos:pos + batch_size]
+        idx = order[pos : pos + batch_size]
         pos += batch_size
         x = random_shift(x_all[idx], max_shift, gen)
         loss = F.cross_entropy(model(x), y_all[idx])
@@ -146,7 +160,7 @@ def predict(model: DigitClassifier, images: torch.Tensor, batch_size: int = 1000
     was_training = model.training
     model.eval()
     try:
-        return torch.cat([model(images[i:i + batch_size]).argmax(1).cpu() for i in range(0, len(images), batch_size)])
+        return torch.cat([model(images[i : i + batch_size]).argmax(1).cpu() for i in range(0, len(images), batch_size)])
     finally:
         model.train(was_training)
 
@@ -158,30 +172,47 @@ def accuracy(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor,
 
 def save_classifier(model: DigitClassifier, path: str | Path, dtype: torch.dtype = torch.float16, **meta) -> Path:
     """Write the classifier (floating tensors as dtype, fp16 by default) with its architecture and meta."""
-    tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()
-               if not k.endswith("num_batches_tracked")}
-    return save_tensors(path, tensors, KIND, widths=list(model.widths), feature_dim=model.feature_dim,
-                        num_classes=model.num_classes, **meta)
+    tensors = {
+        k: v.to(dtype) if v.is_floating_point() else v
+        for k, v in model.state_dict().items()
+        if not k.endswith("num_batches_tracked")
+    }
+    return save_tensors(
+        path,
+        tensors,
+        KIND,
+        widths=list(model.widths),
+        feature_dim=model.feature_dim,
+        num_classes=model.num_classes,
+        **meta,
+    )
 
 
 def load_classifier(path: str | Path | None = None, device: str | torch.device = "cpu") -> DigitClassifier:
     """A saved classifier (the shipped MNIST one by default) in fp32, eval mode, with requires_grad False."""
     tensors, meta = load_tensors(CLASSIFIER_PATH if path is None else path, KIND)
-    model = DigitClassifier(tuple(meta.get("widths", (32, 64, 128))), meta.get("feature_dim", 128),
-                            meta.get("num_classes", 10))
+    model = DigitClassifier(
+        tuple(meta.get("widths", (32, 64, 128))), meta.get("feature_dim", 128), meta.get("num_classes", 10)
+    )
     state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
-        raise ValueError(f"{path}: classifier weights do not match the architecture "
-                         f"(missing {missing}, unexpected {unexpected})")
+        raise ValueError(
+            f"{path}: classifier weights do not match the architecture (missing {missing}, unexpected {unexpected})"
+        )
     model.meta = meta
     return model.to(device).eval().requires_grad_(False)
 
 
-def make_shipped_classifier(out: str | Path = CLASSIFIER_PATH, steps: int = DEFAULT_STEPS,
-                            batch_size: int = DEFAULT_BATCH_SIZE, lr: float = DEFAULT_LR, seed: int = DEFAULT_SEED,
-                            progress: bool = True) -> dict:  # fmt: skip
+def make_shipped_classifier(
+    out: str | Path = CLASSIFIER_PATH,
+    steps: int = DEFAULT_STEPS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    lr: float = DEFAULT_LR,
+    seed: int = DEFAULT_SEED,
+    progress: bool = True,
+) -> dict:
     """Train on the train split, save (fp16) with its held-out accuracy as saved; returns the recorded figures."""
     x_train, y_train = load_mnist("train", IMAGE_SIZE)
     x_held, y_held = load_mnist("heldout", IMAGE_SIZE)
@@ -190,12 +221,26 @@ def make_shipped_classifier(out: str | Path = CLASSIFIER_PATH, steps: int = DEFA
     seconds = time.perf_counter() - t0
     acc32 = accuracy(model, x_held, y_held)
     train_acc = accuracy(model, x_train, y_train)
-    meta = {"heldout_accuracy": round(acc32, 4), "train_accuracy": round(train_acc, 4), "steps": steps,
-            "batch_size": batch_size, "lr": lr, "seed": seed, "max_shift": 2, "dataset": "mnist-10k train split",
-            "command": f"hspace train-classifier --steps {steps} --batch-size {batch_size} --lr {lr} --seed {seed}"}  # fmt: skip
+    meta = {
+        "heldout_accuracy": round(acc32, 4),
+        "train_accuracy": round(train_acc, 4),
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "max_shift": 2,
+        "dataset": "mnist-10k train split",
+        "command": f"hspace train-classifier --steps {steps} --batch-size {batch_size} --lr {lr} --seed {seed}",
+    }
     save_classifier(model, out, **meta)
     acc16 = accuracy(load_classifier(out), x_held, y_held)
     if acc16 != acc32:  # record what the shipped (fp16) weights score
         save_classifier(model, out, **{**meta, "heldout_accuracy": round(acc16, 4)})
-    return {**meta, "parameters": num_parameters(model), "seconds": seconds, "heldout_accuracy_fp32": acc32,
-            "heldout_accuracy_fp16": acc16, "out": str(out)}  # fmt: skip
+    return {
+        **meta,
+        "parameters": num_parameters(model),
+        "seconds": seconds,
+        "heldout_accuracy_fp32": acc32,
+        "heldout_accuracy_fp16": acc16,
+        "out": str(out),
+    }

@@ -29,7 +29,7 @@ def _json_object(text: str) -> dict:
     except json.JSONDecodeError as e:
         raise argparse.ArgumentTypeError(f"not valid JSON ({e.msg} at column {e.colno}): {text!r}") from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f'expected a JSON object like \'{{"image_size": 64}}\', got {text!r}')
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"image_size\": 64}}', got {text!r}")
     return value
 
 
@@ -107,10 +107,19 @@ def cmd_probe(args) -> int:
         raise ValueError(f"--json {args.json} is a folder: give a file path, e.g. probe.json")
     device = resolve_device(args.device)
     model = load_model(args.model, args.model_flags).to(device)
-    report = probe_liveness(model, M=args.M, t_stop=args.t_stop, batch=args.batch_size, sizes=args.sizes, skips=not args.quick,
-                            seed=args.seed)  # fmt: skip
-    print(f"gain = top singular value of d eps / d feature x |feature| / |eps| (mean over {args.batch_size} samples); "
-          "x0 gain: the same for the predicted x0")
+    report = probe_liveness(
+        model,
+        M=args.M,
+        t_stop=args.t_stop,
+        batch=args.batch_size,
+        sizes=args.sizes,
+        skips=not args.quick,
+        seed=args.seed,
+    )
+    print(
+        f"gain = top singular value of d eps / d feature x |feature| / |eps| (mean over {args.batch_size} samples); "
+        "x0 gain: the same for the predicted x0"
+    )
     print(report.table())
     for name, table in (("random", report.delta_x0_random), ("top singular", report.delta_x0_top)):
         cells = ", ".join(f"{size} x |h|: {d:.4f}" for size, d in table.items())
@@ -218,7 +227,9 @@ def cmd_show(args) -> int:
     from .show import show
 
     device = resolve_device(args.device)
-    out = show(args.run, args.out, args.directions, args.seeds, args.magnitudes, gif=args.gif, device=device, scale=args.scale)
+    out = show(
+        args.run, args.out, args.directions, args.seeds, args.magnitudes, gif=args.gif, device=device, scale=args.scale
+    )
     print(f"open {out / 'index.html'}  (grids: {out}/direction-*.png, overview: {out / 'overview.png'})")
     return 0
 
@@ -275,7 +286,9 @@ def cmd_mos(args) -> int:
         print(format_scores(score_marks(args.score)))
         return 0
     if not args.run:
-        raise ValueError("give a run to build the study page (hspace mos RUN), or --score MARKS.json ... to score marks")
+        raise ValueError(
+            "give a run to build the study page (hspace mos RUN), or --score MARKS.json ... to score marks"
+        )
     from .mos import page_path
     from .run import check_run_folder, load_run, parse_indices, resolve_device, shipped_run_folder
 
@@ -307,13 +320,21 @@ def cmd_evaluate(args) -> int:
         raise ValueError(f"--out {args.out} is a file: give a folder for the report")
     run = load_run(args.run, device=device)
     out = Path(args.out or (f"eval-{run.name}" if run.shipped else run.folder / "eval"))
-    r = evaluate(run, out, args.num_pairs, args.features, args.real, args.seed, recalibrate_pairs=args.recalibrate_pairs)
+    r = evaluate(
+        run, out, args.num_pairs, args.features, args.real, args.seed, recalibrate_pairs=args.recalibrate_pairs
+    )
     recalibrated = r.get("rca_recalibrated")
-    recalibration = f"BatchNorm recalibrated: {recalibrated:.3f}" if recalibrated is not None else r.get("rca_recalibrated_note", "no recalibration")
+    recalibration = (
+        f"BatchNorm recalibrated: {recalibrated:.3f}"
+        if recalibrated is not None
+        else r.get("rca_recalibrated_note", "no recalibration")
+    )
     lg, overlap = r["lg_mean"], r["edit_overlap_mean"]
-    print(f"RCA {r['rca']:.3f} ({r['num_pairs']} pairs; {recalibration}), shift MAE {r['shift_mae']:.3f}, "
-          f"FID raw {r['fid_raw']:.2f} / shifted {r['fid_shifted']:.2f}, L_G {lg if lg is None else round(lg, 3)}, "
-          f"edit overlap {overlap if overlap is None else round(overlap, 3)}; {r['seconds']} s")  # fmt: skip
+    print(
+        f"RCA {r['rca']:.3f} ({r['num_pairs']} pairs; {recalibration}), shift MAE {r['shift_mae']:.3f}, "
+        f"FID raw {r['fid_raw']:.2f} / shifted {r['fid_shifted']:.2f}, L_G {lg if lg is None else round(lg, 3)}, "
+        f"edit overlap {overlap if overlap is None else round(overlap, 3)}; {r['seconds']} s"
+    )
     if args.json:
         text = to_json(r)
         atomic_write(args.json, lambda tmp: Path(tmp).write_text(text))
@@ -340,7 +361,9 @@ def cmd_train_classifier(args) -> int:
         raise ValueError(f"--out {out} is a folder: give a .safetensors file")
     torch.set_num_threads(args.threads)
     r = make_shipped_classifier(out, args.steps, args.batch_size, args.lr, args.seed, progress=True)
-    accuracy = f"held-out accuracy {r['heldout_accuracy_fp32']:.4f} (fp32), {r['heldout_accuracy_fp16']:.4f} (fp16, as saved)"
+    accuracy = (
+        f"held-out accuracy {r['heldout_accuracy_fp32']:.4f} (fp32), {r['heldout_accuracy_fp16']:.4f} (fp16, as saved)"
+    )
     print(f"{r['parameters']:,} parameters, {args.steps} steps in {r['seconds']:.0f}s; {accuracy} -> {r['out']}")
     return 0
 
@@ -352,7 +375,9 @@ def add_config_overrides(p: argparse.ArgumentParser) -> None:
     """
     from .config import DiscoveryConfig
 
-    group = p.add_argument_group("settings", "each overrides the preset's value (the default shown is DiscoveryConfig's)")
+    group = p.add_argument_group(
+        "settings", "each overrides the preset's value (the default shown is DiscoveryConfig's)"
+    )
     for f in fields(DiscoveryConfig):
         flag = f"--{f.name.replace('_', '-')}"
         default = NONE if f.default is None else f.default
@@ -382,7 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="memory, throughput and gradient agreement of the training algorithms")
     p.add_argument("--preset", default="tiny", choices=list(RUN_PRESETS), help="discovery preset (default: tiny)")
     p.add_argument("--model", default=None, help="model to train on (default: the preset's architecture, untrained)")
-    p.add_argument("--M", type=_int_list, default=[5, 10, 20, 40], help="chain lengths M to measure (default: 5,10,20,40)")
+    p.add_argument(
+        "--M", type=_int_list, default=[5, 10, 20, 40], help="chain lengths M to measure (default: 5,10,20,40)"
+    )
     p.add_argument("--steps", dest="M", type=_int_list, help=argparse.SUPPRESS)  # the name before --M
     p.add_argument("--batch-size", type=_positive_int, default=None, help="default: the preset's")
     p.add_argument("--repeats", type=_positive_int, default=2, help="timed training steps per case (default: 2)")
@@ -408,7 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="JSON of guided-diffusion flags, for a .pt checkpoint only",
     )
-    p.add_argument("--preset", default="mnist-demo", choices=list(RUN_PRESETS), help="discovery preset (default: mnist-demo)")
+    p.add_argument(
+        "--preset", default="mnist-demo", choices=list(RUN_PRESETS), help="discovery preset (default: mnist-demo)"
+    )
     p.add_argument("--out", default=None, help="run folder (default: runs/<preset>)")
     p.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its last checkpoint, with its settings"
@@ -455,7 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K:S",
         help="direction (index or label) and magnitude; repeat to combine",
     )
-    p.add_argument("--sweep", action="append", default=[], metavar="K", help="a row of s from -S to S for this direction")
+    p.add_argument(
+        "--sweep", action="append", default=[], metavar="K", help="a row of s from -S to S for this direction"
+    )
     p.add_argument(
         "--inversion-steps", type=int, default=100, help="DDIM steps for inversion and editing (default and paper: 100)"
     )
@@ -486,10 +517,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("mos", help="the paper's MOS study: a page to mark directions, and scoring of the marks")
     p.add_argument("run", nargs="?", help="a run folder or shipped run name")
-    p.add_argument("--out", default=None, help="folder for mos.html (default: the run folder; ./mos-<name> for a shipped run)")
+    p.add_argument(
+        "--out", default=None, help="folder for mos.html (default: the run folder; ./mos-<name> for a shipped run)"
+    )
     p.add_argument("--directions", default=None, help="e.g. 0-15 (default: all)")
     p.add_argument(
-        "--score", nargs="+", metavar="MARKS", help="marks files saved from the page: print MOS per direction and overall"
+        "--score",
+        nargs="+",
+        metavar="MARKS",
+        help="marks files saved from the page: print MOS per direction and overall",
     )
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=cmd_mos)
@@ -521,7 +557,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("probe", help="how strongly a model's decoder reads h: run it before any discovery")
     p.add_argument("model", help="'default', a model preset, a .safetensors/.pt file or a diffusers folder")
     p.add_argument(
-        "--model-flags", type=_json_object, default=None, help="JSON of guided-diffusion flags, for a .pt checkpoint only"
+        "--model-flags",
+        type=_json_object,
+        default=None,
+        help="JSON of guided-diffusion flags, for a .pt checkpoint only",
     )
     p.add_argument("--M", type=_positive_int, default=10, help="DDIM steps of the probed chain (default 10)")
     p.add_argument("--t-stop", type=int, default=400, help="shifts apply for t >= t_stop (default 400)")
@@ -544,7 +583,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=64, help="default: 64")
     p.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (default: 5e-4)")
     p.add_argument("--sample-every", type=_count, default=1000, help="a grid of samples every N steps (0: never)")
-    p.add_argument("--checkpoint-every", type=_positive_int, default=250, help="checkpoint every N steps (default: 250)")
+    p.add_argument(
+        "--checkpoint-every", type=_positive_int, default=250, help="checkpoint every N steps (default: 250)"
+    )
     p.add_argument("--seed", type=int, default=0, help="default: 0")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--resume", action="store_true", help="continue the training in --out from its last checkpoint")
@@ -561,7 +602,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_train_classifier)
 
-    p = sub.add_parser("app", help="edit with a run's directions live in the browser (needs: pip install 'hspace[app]')")
+    p = sub.add_parser(
+        "app", help="edit with a run's directions live in the browser (needs: pip install 'hspace[app]')"
+    )
     p.add_argument("run", help="a run folder or shipped run name (e.g. default)")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=None, help="port (default: the first free one from 7860)")

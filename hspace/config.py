@@ -1,4 +1,5 @@
 """Typed configuration of a discovery run (the paper's Table 4 columns)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,9 +19,16 @@ OPTIMISED_KEPT_STEPS = 5
 # The paper's recipe (section 4, Table 4): one Adam lr for all parts, lambda1 = lambda2 = 0.1, k and s
 # uniform per sample, zero-initialised directions. Apply it over any preset with ``--recipe paper``.
 PAPER_RECIPE = {
-    "lambda1": 0.1, "lambda2": 0.1, "lr": 1e-3, "shift_lr": None, "reconstructor_lr": None, "discriminator_lr": None,
-    "min_shift": 0.0, "balanced_k": False, "direction_init_std": 0.0,
-}  # fmt: skip
+    "lambda1": 0.1,
+    "lambda2": 0.1,
+    "lr": 1e-3,
+    "shift_lr": None,
+    "reconstructor_lr": None,
+    "discriminator_lr": None,
+    "min_shift": 0.0,
+    "balanced_k": False,
+    "direction_init_std": 0.0,
+}
 
 
 def doc(default, text: str, choices: Sequence[str] | None = None):
@@ -63,7 +71,9 @@ class DiscoveryConfig:
     memory_budget_mb: float | None = doc(
         None, "optimised: keep as many steps' graphs as fit in this many MB (none: those of 5 shifted steps)"
     )
-    real_cache: int | None = doc(None, "reuse real chains (x_T, x0) from a cache this big (none: 4 x batch when optimised)")
+    real_cache: int | None = doc(
+        None, "reuse real chains (x_T, x0) from a cache this big (none: 4 x batch when optimised)"
+    )
     real_refresh: float = doc(0.25, "share of each batch drawn fresh when the cache is on")
     autocast: str = doc("auto", "bf16: the frozen UNet in bfloat16 (auto: on CUDA when optimised); off", AUTOCAST)
     channels_last: bool = doc(False, "the frozen UNet in channels_last memory format")
@@ -90,7 +100,9 @@ class DiscoveryConfig:
         if not 0 <= self.min_shift < self.S:
             problems.append(f"min_shift={self.min_shift}: choose 0 <= min_shift < S ({self.S})")
         if not self.direction_init_std >= 0:
-            problems.append(f"direction_init_std={self.direction_init_std}: give a standard deviation >= 0 (0 is the paper's zero init)")
+            problems.append(
+                f"direction_init_std={self.direction_init_std}: give a standard deviation >= 0 (0 is the paper's zero init)"
+            )
         if self.discriminator_init not in DISCRIMINATOR_INITS:
             problems.append(f"discriminator_init={self.discriminator_init!r}: choose 'random' or 'pretrained'")
         if self.reconstructor not in RECONSTRUCTORS:
@@ -112,7 +124,11 @@ class DiscoveryConfig:
 
     def part_lr(self, part: str) -> float:
         """The Adam learning rate of ``part``: "shift_block", "reconstructor" or "discriminator"."""
-        own = {"shift_block": self.shift_lr, "reconstructor": self.reconstructor_lr, "discriminator": self.discriminator_lr}[part]
+        own = {
+            "shift_block": self.shift_lr,
+            "reconstructor": self.reconstructor_lr,
+            "discriminator": self.discriminator_lr,
+        }[part]
         return self.lr if own is None else own
 
     def plan(self) -> GradientPlan:
@@ -161,7 +177,9 @@ class GradientPlan:
     """
 
     kept_steps: int | None  # final steps whose autograd graph the first pass keeps (None: as many as fit the budget)
-    memory_budget_mb: float | None  # MB the kept graphs may take (None: the graphs of OPTIMISED_KEPT_STEPS shifted steps)
+    memory_budget_mb: (
+        float | None
+    )  # MB the kept graphs may take (None: the graphs of OPTIMISED_KEPT_STEPS shifted steps)
     real_cache: int  # real chains (x_T, x0) kept for reuse in later batches; 0: none
     fuse_real: bool  # fresh real chains ride in the kept steps' UNet calls
     bf16: str  # the frozen UNet in bfloat16: "always", "cuda" (when on CUDA) or "never"

@@ -1,4 +1,5 @@
 """Datasets as image tensors in [-1, 1], [N x C x H x W]."""
+
 from __future__ import annotations
 
 import gzip
@@ -34,7 +35,9 @@ def pad_to(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=size < h)
 
 
-def load_mnist(split: str = "train", image_size: int = 32, path: str | Path = MNIST_NPZ) -> tuple[torch.Tensor, torch.Tensor]:
+def load_mnist(
+    split: str = "train", image_size: int = 32, path: str | Path = MNIST_NPZ
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The shipped MNIST subset: images [N x 1 x S x S] in [-1, 1] and labels [N]."""
     with np.load(path) as f:
         images, labels = f["images"], f["labels"]
@@ -64,8 +67,10 @@ def read_idx(path: str | Path) -> np.ndarray:
     if not raw:
         raise ValueError(f"IDX file {path}: the file is empty")
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES or raw[3] == 0:
-        raise ValueError(f"IDX file {path}: bad magic number 0x{raw[:4].hex()} (expected 00 00, a type code "
-                         f"such as 08 for unsigned bytes, and the number of dimensions); is this an IDX file?")
+        raise ValueError(
+            f"IDX file {path}: bad magic number 0x{raw[:4].hex()} (expected 00 00, a type code "
+            f"such as 08 for unsigned bytes, and the number of dimensions); is this an IDX file?"
+        )
     ndim, dtype = raw[3], np.dtype(_IDX_TYPES[raw[2]])
     start = 4 + 4 * ndim
     if len(raw) < start:
@@ -74,25 +79,34 @@ def read_idx(path: str | Path) -> np.ndarray:
     need = int(np.prod(dims)) * dtype.itemsize
     if len(raw) - start != need:
         what = "truncated data" if len(raw) - start < need else "unexpected trailing bytes"
-        raise ValueError(f"IDX file {path}: {what}: shape {list(dims)} needs {need} bytes of data, found {len(raw) - start}")
+        raise ValueError(
+            f"IDX file {path}: {what}: shape {list(dims)} needs {need} bytes of data, found {len(raw) - start}"
+        )
     return np.frombuffer(raw, dtype, count=int(np.prod(dims)), offset=start).reshape(dims).copy()
 
 
-def load_idx(images_path: str | Path, labels_path: str | Path | None = None,
-             image_size: int = 32) -> tuple[torch.Tensor, torch.Tensor | None]:
+def load_idx(
+    images_path: str | Path, labels_path: str | Path | None = None, image_size: int = 32
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """MNIST-style IDX images (and labels): images [N x 1 x S x S] in [-1, 1], labels [N] or None."""
     images = read_idx(images_path)
     if images.ndim != 3 or images.dtype != np.uint8:
-        raise ValueError(f"IDX file {images_path}: expected unsigned-byte images [N x H x W], "
-                         f"got {images.dtype} of shape {list(images.shape)}")
+        raise ValueError(
+            f"IDX file {images_path}: expected unsigned-byte images [N x H x W], "
+            f"got {images.dtype} of shape {list(images.shape)}"
+        )
     labels = None
     if labels_path is not None:
         y = read_idx(labels_path)
         if y.ndim != 1 or y.dtype.kind not in "iu":
-            raise ValueError(f"IDX file {labels_path}: expected integer labels [N], got {y.dtype} of shape {list(y.shape)}")
+            raise ValueError(
+                f"IDX file {labels_path}: expected integer labels [N], got {y.dtype} of shape {list(y.shape)}"
+            )
         if len(y) != len(images):
-            raise ValueError(f"IDX label count mismatch: {labels_path} has {len(y)} labels "
-                             f"but {images_path} has {len(images)} images")
+            raise ValueError(
+                f"IDX label count mismatch: {labels_path} has {len(y)} labels "
+                f"but {images_path} has {len(images)} images"
+            )
         labels = torch.as_tensor(y.astype(np.int64))
     return pad_to(_square(to_model_range(images)), image_size), labels
 
@@ -102,7 +116,9 @@ def load_idx(images_path: str | Path, labels_path: str | Path | None = None,
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 
-def _read_image(path: Path, image_size: int, mode: str, fix: str = "give a PNG, JPEG, BMP, WebP, GIF or TIFF file") -> np.ndarray:
+def _read_image(
+    path: Path, image_size: int, mode: str, fix: str = "give a PNG, JPEG, BMP, WebP, GIF or TIFF file"
+) -> np.ndarray:
     """One image file: first frame, converted to `mode`, short side resized to image_size and centre-cropped."""
     from PIL import Image, ImageOps
 
@@ -124,8 +140,13 @@ def _read_image(path: Path, image_size: int, mode: str, fix: str = "give a PNG, 
 def image_files(folder: str | Path) -> list[Path]:
     """Image files under folder (recursively, hidden ones skipped), sorted by relative path."""
     folder = Path(folder)
-    found = [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-             and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    found = [
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    ]
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
@@ -138,8 +159,10 @@ def load_image_folder(folder: str | Path, image_size: int, channels: int) -> tor
         raise ValueError(f"image folder {folder}: no such directory")
     files = image_files(folder)
     if not files:
-        raise ValueError(f"image folder {folder}: no images found (accepted extensions: "
-                         f"{', '.join(e[1:] for e in IMAGE_EXTENSIONS)}, any case, searched recursively)")
+        raise ValueError(
+            f"image folder {folder}: no images found (accepted extensions: "
+            f"{', '.join(e[1:] for e in IMAGE_EXTENSIONS)}, any case, searched recursively)"
+        )
     fix = "move it out of the folder or replace it"  # the folder is the user's; the file is one of many
     arr = np.stack([_read_image(p, image_size, "L" if channels == 1 else "RGB", fix) for p in files])
     return to_model_range(arr if channels == 1 else arr.transpose(0, 3, 1, 2))
@@ -147,11 +170,12 @@ def load_image_folder(folder: str | Path, image_size: int, channels: int) -> tor
 
 # ---------------------------------------------------------------- one entry point
 
+
 def _square(x: torch.Tensor) -> torch.Tensor:
     """Centre-crop [N x C x H x W] to a square."""
     h, w = x.shape[-2:]
     s = min(h, w)
-    return x[..., (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    return x[..., (h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
 
 
 def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
@@ -183,8 +207,10 @@ def _load_npz(path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
     elif images.ndim == 4 and images.shape[-1] in (1, 3, 4):
         images = images.transpose(0, 3, 1, 2)
     elif images.ndim != 3:
-        raise ValueError(f"{path}: 'images' must be [N,H,W], [N,H,W,C] or [N,C,H,W] with C in 1, 3, 4; "
-                         f"got shape {list(images.shape)}")
+        raise ValueError(
+            f"{path}: 'images' must be [N,H,W], [N,H,W,C] or [N,C,H,W] with C in 1, 3, 4; "
+            f"got shape {list(images.shape)}"
+        )
     x = to_model_range(images.astype(np.uint8))[:, :3]  # drop alpha
     if labels is not None and len(labels) != len(x):
         raise ValueError(f"{path}: {len(labels)} labels for {len(x)} images")
@@ -201,8 +227,10 @@ def _idx_pair(folder: Path, split: str) -> list[tuple[Path, Path | None]]:
         if not hits and split == "train" and len(images) == 1:
             hits = images
         if not hits:
-            raise ValueError(f"IDX folder {folder}: no {prefix}-*images-idx3* file for split {split!r} "
-                             f"(found {[p.name for p in images]})")
+            raise ValueError(
+                f"IDX folder {folder}: no {prefix}-*images-idx3* file for split {split!r} "
+                f"(found {[p.name for p in images]})"
+            )
         name = re.sub(r"images([-.])idx3", r"labels\1idx1", hits[0].name)
         base = name[:-3] if name.endswith(".gz") else name
         labels = next((folder / n for n in (name, base, base + ".gz") if (folder / n).is_file()), None)
@@ -210,8 +238,9 @@ def _idx_pair(folder: Path, split: str) -> list[tuple[Path, Path | None]]:
     return pairs
 
 
-def load_dataset(source: str | Path, image_size: int, channels: int,
-                 split: str = "train") -> tuple[torch.Tensor, torch.Tensor | None]:
+def load_dataset(
+    source: str | Path, image_size: int, channels: int, split: str = "train"
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """'mnist', a folder of IDX files, an .npz or a folder of images -> ([N x C x S x S] in [-1, 1], labels or None).
 
     split (train / heldout / all) picks part of MNIST and of IDX folders; .npz files and image folders are used whole.
@@ -232,8 +261,10 @@ def load_dataset(source: str | Path, image_size: int, channels: int,
     elif path.is_dir():
         return load_image_folder(path, image_size, channels), None
     else:
-        raise ValueError(f"unknown data source {str(source)!r}: expected 'mnist', a folder of IDX files "
-                         f"(train-images-idx3-ubyte[.gz], ...), an .npz file with an 'images' array, or a folder of images")
+        raise ValueError(
+            f"unknown data source {str(source)!r}: expected 'mnist', a folder of IDX files "
+            f"(train-images-idx3-ubyte[.gz], ...), an .npz file with an 'images' array, or a folder of images"
+        )
     return pad_to(_square(match_channels(x, channels)), image_size), y
 
 
@@ -243,9 +274,11 @@ def load_images(source: str | Path, image_size: int, channels: int) -> torch.Ten
     if text.startswith("mnist:"):
         x, _ = load_mnist("heldout", image_size)
         try:
-            idx = [int(i) for i in text[len("mnist:"):].split(",")]
+            idx = [int(i) for i in text[len("mnist:") :].split(",")]
         except ValueError:
-            raise ValueError(f"{text!r}: write mnist:3 or mnist:3,17 (indices of held-out digits, 0..{len(x) - 1})") from None
+            raise ValueError(
+                f"{text!r}: write mnist:3 or mnist:3,17 (indices of held-out digits, 0..{len(x) - 1})"
+            ) from None
         if any(not 0 <= i < len(x) for i in idx):
             raise ValueError(f"{text!r}: held-out digit indices run 0..{len(x) - 1}")
         return match_channels(x[idx], channels)

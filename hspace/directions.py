@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .layers import normalization
 from .backends.base import EncoderState
+from .layers import normalization
 
 
 class ShiftBlock(nn.Module):
@@ -49,7 +49,9 @@ class ShiftBlock(nn.Module):
             k = torch.as_tensor(k, device=device, dtype=torch.long).expand(batch)
             s = torch.as_tensor(s, device=device, dtype=self.out_weight.dtype).expand(batch)
             if not k.is_cuda and ((k < 0).any() or (k >= self.num_directions).any()):  # no GPU sync
-                raise ValueError(f"direction index out of range: this block has K={self.num_directions} directions (0..{self.num_directions - 1})")
+                raise ValueError(
+                    f"direction index out of range: this block has K={self.num_directions} directions (0..{self.num_directions - 1})"
+                )
             weight = weight + s[:, None, None] * self.out_weight[k]
             bias = bias + s[:, None] * self.out_bias[k]
         return weight, bias
@@ -93,7 +95,9 @@ class GlobalDirections:
         if self.per_timestep:
             t = int(state.t[0])
             if t not in self.timesteps:
-                raise ValueError(f"no per-timestep direction at t={t}: exported for {self.timesteps}; use the time-invariant mean")
+                raise ValueError(
+                    f"no per-timestep direction at t={t}: exported for {self.timesteps}; use the time-invariant mean"
+                )
             table = self.per_step[:, self.timesteps.index(t)]
         else:
             table = self.mean
@@ -102,7 +106,9 @@ class GlobalDirections:
         for k, s in edits:
             k = torch.as_tensor(k, device=h.device).long().expand(h.shape[0])
             if not k.is_cuda and ((k < 0).any() or (k >= self.num_directions).any()):
-                raise ValueError(f"direction index out of range: K={self.num_directions} directions (0..{self.num_directions - 1})")
+                raise ValueError(
+                    f"direction index out of range: K={self.num_directions} directions (0..{self.num_directions - 1})"
+                )
             s = torch.as_tensor(s, device=h.device, dtype=h.dtype).expand(h.shape[0])
             delta = delta + s[:, None, None, None] * table[k]
         return delta

@@ -1,4 +1,5 @@
 """``hspace discover``: the training loop around the discovery step, with logs, grids and resumable checkpoints."""
+
 from __future__ import annotations
 
 import csv
@@ -16,16 +17,49 @@ from .config import DiscoveryConfig
 from .distributed import Distributed
 from .monitor import HeldOutPairs
 from .run import model_reference, save_parts
-from .train import DiscoveryTrainer
 from .sampling import direction_sweep, magnitudes, seed_noise
+from .train import DiscoveryTrainer
 from .viz import save_image, sheet
 
-LOG_FIELDS = ["step", "loss_d", "loss_g", "loss_r", "acc", "rca_running", "rca_heldout", "shift_mae_heldout", "live_units",
-              "grad_g", "grad_ce", "grad_l1", "seconds"]  # fmt: skip
-PLOTTED = ("loss_d", "loss_g", "loss_r", "acc", "rca_running", "rca_heldout", "live_units", "grad_g", "grad_ce", "grad_l1")
+LOG_FIELDS = [
+    "step",
+    "loss_d",
+    "loss_g",
+    "loss_r",
+    "acc",
+    "rca_running",
+    "rca_heldout",
+    "shift_mae_heldout",
+    "live_units",
+    "grad_g",
+    "grad_ce",
+    "grad_l1",
+    "seconds",
+]
+PLOTTED = (
+    "loss_d",
+    "loss_g",
+    "loss_r",
+    "acc",
+    "rca_running",
+    "rca_heldout",
+    "live_units",
+    "grad_g",
+    "grad_ce",
+    "grad_l1",
+)
 # Settings that may change when resuming (how long to train, how gradients are computed); anything
 # else must match the run.
-RESUMABLE_CHANGES = {"train_steps", "algorithm", "keep_graph_steps", "memory_budget_mb", "autocast", "channels_last", "compile", "overlap"}
+RESUMABLE_CHANGES = {
+    "train_steps",
+    "algorithm",
+    "keep_graph_steps",
+    "memory_budget_mb",
+    "autocast",
+    "channels_last",
+    "compile",
+    "overlap",
+}
 
 
 def _write_rows(path: str, rows: list[dict]) -> None:
@@ -146,7 +180,9 @@ def discover(
     """
     # Everything is checked before the folder is touched or anything computed.
     if rca_every < 0 or rca_pairs < 1:
-        raise ValueError(f"rca_every={rca_every}, rca_pairs={rca_pairs}: give rca_every >= 0 (0: never) and rca_pairs >= 1")
+        raise ValueError(
+            f"rca_every={rca_every}, rca_pairs={rca_pairs}: give rca_every >= 0 (0: never) and rca_pairs >= 1"
+        )
     if checkpoint_every < 1 or grid_every < 0:
         raise ValueError(f"checkpoint_every={checkpoint_every}, grid_every={grid_every}: give >= 1 and >= 0 (0: never)")
     out = Path(out)
@@ -164,7 +200,11 @@ def discover(
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out)  # what a crash left mid-write; the files themselves are whole
     say = print if progress and main else lambda *_: None
-    held_out = HeldOutPairs(trainer.model, cfg, trainer.timesteps, rca_pairs, device=trainer.device) if main and rca_every else None
+    held_out = (
+        HeldOutPairs(trainer.model, cfg, trainer.timesteps, rca_pairs, device=trainer.device)
+        if main and rca_every
+        else None
+    )
     logger = RunLogger(out, trainer.step) if main else None
     first_work = ["measures each chain step's graph memory"] * trainer.plan.measures_graphs
     first_work += ["fills the real-chain cache"] * bool(trainer.plan.real_cache)
@@ -183,13 +223,20 @@ def discover(
                 metrics.update(held_out.evaluate(trainer.modules.shift_block, trainer.modules.reconstructor))
                 held_out_rca = metrics["rca_heldout"]
             bar.update(1)
-            shown = {"L_D": f"{metrics['loss_d']:.3f}", "L_G": f"{metrics['loss_g']:.3f}", "L_R": f"{metrics['loss_r']:.3f}", "RCA": f"{rca:.2f}"}
+            shown = {
+                "L_D": f"{metrics['loss_d']:.3f}",
+                "L_G": f"{metrics['loss_g']:.3f}",
+                "L_R": f"{metrics['loss_r']:.3f}",
+                "RCA": f"{rca:.2f}",
+            }
             if held_out_rca is not None:
                 shown["RCA_heldout"] = f"{held_out_rca:.2f}"
             bar.set_postfix(shown)
             if not main:
                 continue
-            logger.log({**metrics, "step": trainer.step, "rca_running": rca, "seconds": round(time.monotonic() - start, 2)})
+            logger.log(
+                {**metrics, "step": trainer.step, "rca_running": rca, "seconds": round(time.monotonic() - start, 2)}
+            )
             done = trainer.step == cfg.train_steps
             # The grid before the checkpoint: a crash between them redoes the step, so no grid is skipped.
             if grid_every and (done or trainer.step % grid_every == 0):
@@ -204,6 +251,8 @@ def discover(
     if main and (trainer.step == 0 or not (out / "shift_block.safetensors").exists()):
         save_checkpoint(out, trainer, model_ref, rca)
     if main and progress and held_out_rca is not None:
-        print(f"held-out RCA {held_out_rca:.3f} on {rca_pairs} fixed pairs (chance {1 / cfg.K:.3f}) at step {trainer.step}")
+        print(
+            f"held-out RCA {held_out_rca:.3f} on {rca_pairs} fixed pairs (chance {1 / cfg.K:.3f}) at step {trainer.step}"
+        )
     dist.barrier()  # no process leaves before the run is written
     return out

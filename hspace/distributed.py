@@ -6,6 +6,7 @@ process draws the global batch from the shared seed and keeps its slice, so N pr
 result of one process with the same global batch (without the real-chain cache, whose draws are
 per process). BatchNorm statistics cover the global batch (torch's SyncBatchNorm is CUDA-only).
 """
+
 from __future__ import annotations
 
 import os
@@ -114,7 +115,9 @@ def global_batch_norm(module: nn.Module) -> nn.Module:
     """Swap every BatchNorm in ``module`` for a ``GlobalBatchNorm`` with the same state."""
     for name, child in module.named_children():
         if isinstance(child, nn.modules.batchnorm._BatchNorm):
-            new = GlobalBatchNorm(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
+            new = GlobalBatchNorm(
+                child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
+            )
             new.load_state_dict(child.state_dict())
             setattr(module, name, new.to(next(iter(child.state_dict().values())).device))
         else:

@@ -36,7 +36,9 @@ def check_steps(steps: int) -> int:
 
 
 @torch.no_grad()
-def edit_images(run: Run, images: torch.Tensor, edits: list[tuple[int, float]], steps: int = 100, directions=None) -> EditResult:
+def edit_images(
+    run: Run, images: torch.Tensor, edits: list[tuple[int, float]], steps: int = 100, directions=None
+) -> EditResult:
     """Invert with ``steps`` DDIM steps, reconstruct, and apply ``edits`` (h_hat = h + sum s_i f(h, k_i))."""
     model = run.model
     expected = (model.in_channels, model.image_size, model.image_size)

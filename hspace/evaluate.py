@@ -1,4 +1,5 @@
 """``hspace evaluate``: the paper's section 5 on a run — RCA, FID, L_G, h-space properties, a ranking proxy."""
+
 from __future__ import annotations
 
 import csv
@@ -13,8 +14,8 @@ from .artifacts import atomic_write
 from .config import DiscoveryConfig
 from .directions import GlobalDirections, mean_shifts
 from .metrics import accuracy_per_class, edit_agreement, edit_overlap, frechet_distance, interpretability_proxy
-from .nets import build_reconstructor
 from .monitor import recalibrate_batch_norm
+from .nets import build_reconstructor
 from .run import Run
 from .sampling import magnitudes, sample, seed_noise
 from .train import draw_edits, run_chains
@@ -48,8 +49,15 @@ def load_feature_extractor(spec: str | None, in_channels: int):
 
 
 @torch.no_grad()
-def reconstructor_accuracy(run: Run, num_pairs: int, batch_size: int = 100, seed: int = 0, features=None, progress=True,
-                           recalibrate_pairs: int = 0) -> dict:  # fmt: skip
+def reconstructor_accuracy(
+    run: Run,
+    num_pairs: int,
+    batch_size: int = 100,
+    seed: int = 0,
+    features=None,
+    progress=True,
+    recalibrate_pairs: int = 0,
+) -> dict:
     """RCA over ``num_pairs`` (x_T, k, s) draws (k and s as the run drew them in training); with
     ``features``, also the features of raw and shifted samples. ``recalibrate_pairs`` > 0: also the
     RCA with the reconstructor's BatchNorm statistics recalibrated on that many fresh pairs."""
@@ -71,7 +79,12 @@ def reconstructor_accuracy(run: Run, num_pairs: int, batch_size: int = 100, seed
 
     recalibrated = None
     if recalibrate_pairs > 0:  # fresh pairs: other x_T seeds and another draw of (k, s)
-        fresh = pairs(seed * 10**7 + 5 * 10**6, recalibrate_pairs, torch.Generator().manual_seed(seed + 1), "BatchNorm recalibration")
+        fresh = pairs(
+            seed * 10**7 + 5 * 10**6,
+            recalibrate_pairs,
+            torch.Generator().manual_seed(seed + 1),
+            "BatchNorm recalibration",
+        )
         recalibrated = recalibrate_batch_norm(recon, ((x0, x0s) for _, _, x0, x0s in fresh))
     ks, preds, preds_cal, shift_err, f_raw, f_shift = [], [], [], [], [], []
     for k, s, x0_real, x0_shift in pairs(seed * 10**7, num_pairs, torch.Generator().manual_seed(seed), "RCA"):
@@ -86,12 +99,22 @@ def reconstructor_accuracy(run: Run, num_pairs: int, batch_size: int = 100, seed
             f_shift.append(features(x0_shift.clamp(-1, 1)).cpu())
     k, pred = torch.cat(ks), torch.cat(preds)
     per, confusion = accuracy_per_class(pred, k, cfg.K)
-    out = {"rca": float((pred == k).double().mean()), "rca_per_direction": [None if v != v else float(v) for v in per.tolist()],
-           "shift_mae": float(torch.cat(shift_err).mean()), "confusion": confusion.tolist(), "num_pairs": num_pairs}  # fmt: skip
+    out = {
+        "rca": float((pred == k).double().mean()),
+        "rca_per_direction": [None if v != v else float(v) for v in per.tolist()],
+        "shift_mae": float(torch.cat(shift_err).mean()),
+        "confusion": confusion.tolist(),
+        "num_pairs": num_pairs,
+    }
     if recalibrate_pairs > 0:
-        out["rca_recalibrated"] = float((torch.cat(preds_cal) == k).double().mean()) if recalibrated is not None else None
-        out["rca_recalibrated_note"] = (f"BatchNorm statistics recalibrated on {recalibrate_pairs} fresh pairs" if recalibrated is not None
-                                        else "not recalibrated: the reconstructor has no BatchNorm")  # fmt: skip
+        out["rca_recalibrated"] = (
+            float((torch.cat(preds_cal) == k).double().mean()) if recalibrated is not None else None
+        )
+        out["rca_recalibrated_note"] = (
+            f"BatchNorm statistics recalibrated on {recalibrate_pairs} fresh pairs"
+            if recalibrated is not None
+            else "not recalibrated: the reconstructor has no BatchNorm"
+        )
     if features is not None:
         out["features_raw"], out["features_shifted"] = torch.cat(f_raw), torch.cat(f_shift)
     return out
@@ -105,7 +128,11 @@ def lg_from_log(folder: Path) -> dict:
     with path.open(newline="") as f:
         rows = [(int(r["step"]), float(r["loss_g"])) for r in csv.DictReader(f)]
     values = torch.tensor([v for _, v in rows], dtype=torch.float64)
-    return {"lg_mean": float(values.mean()), "lg_std": float(values.std()) if len(values) > 1 else 0.0, "lg_curve": rows}
+    return {
+        "lg_mean": float(values.mean()),
+        "lg_std": float(values.std()) if len(values) > 1 else 0.0,
+        "lg_curve": rows,
+    }
 
 
 @torch.no_grad()
@@ -122,14 +149,21 @@ def hspace_properties(run: Run, directions: list[int], num_seeds: int = 8, num_m
         table = GlobalDirections(per_step[i : i + 1], shifted_ts)
         edits_block, edits_table = [(k, cfg.S)], [(0, cfg.S)]
         ref = sample(m, x_T, run.timesteps, directions=run.shift_block, edits=edits_block, t_stop=cfg.t_stop)
-        mean_t = sample(m, x_T, run.timesteps, directions=table.using(per_timestep=True), edits=edits_table, t_stop=cfg.t_stop)
+        mean_t = sample(
+            m, x_T, run.timesteps, directions=table.using(per_timestep=True), edits=edits_table, t_stop=cfg.t_stop
+        )
         glob = sample(m, x_T, run.timesteps, directions=table, edits=edits_table, t_stop=cfg.t_stop)
-        rows[k] = {"mean_vs_per_sample": edit_agreement(ref, mean_t, plain), "global_vs_per_sample": edit_agreement(ref, glob, plain)}
+        rows[k] = {
+            "mean_vs_per_sample": edit_agreement(ref, mean_t, plain),
+            "global_vs_per_sample": edit_agreement(ref, glob, plain),
+        }
     return rows
 
 
 @torch.no_grad()
-def rank_directions(run: Run, directions: list[int], num_seeds: int = 8, num_magnitudes: int = 7) -> tuple[dict, torch.Tensor]:
+def rank_directions(
+    run: Run, directions: list[int], num_seeds: int = 8, num_magnitudes: int = 7
+) -> tuple[dict, torch.Tensor]:
     """The interpretability proxy per direction (see ``metrics.interpretability_proxy``), and how
     alike the directions' edits at s = +S are (``metrics.edit_overlap``, [K x K])."""
     m, cfg = run.model, run.config
@@ -152,8 +186,16 @@ def check_counts(num_pairs: int, recalibrate_pairs: int) -> None:
         raise ValueError(f"--recalibrate-pairs {recalibrate_pairs}: give a count >= 0 (0: no recalibration)")
 
 
-def evaluate(run: Run, out: Path, num_pairs: int = 5000, features: str | None = None, real_source: str = "mnist",
-             seed: int = 0, progress: bool = True, recalibrate_pairs: int = 1000) -> dict:  # fmt: skip
+def evaluate(
+    run: Run,
+    out: Path,
+    num_pairs: int = 5000,
+    features: str | None = None,
+    real_source: str = "mnist",
+    seed: int = 0,
+    progress: bool = True,
+    recalibrate_pairs: int = 1000,
+) -> dict:
     """Every measure, ``report.md`` and its plots in ``out``; returns the JSON-able results."""
     from .data import load_dataset
 
@@ -164,7 +206,9 @@ def evaluate(run: Run, out: Path, num_pairs: int = 5000, features: str | None = 
     extractor = load_feature_extractor(features, m.in_channels)
     real, _ = load_dataset(real_source, m.image_size, m.in_channels, split="heldout")
     out.mkdir(parents=True, exist_ok=True)
-    rca = reconstructor_accuracy(run, num_pairs, seed=seed, features=extractor, progress=progress, recalibrate_pairs=recalibrate_pairs)
+    rca = reconstructor_accuracy(
+        run, num_pairs, seed=seed, features=extractor, progress=progress, recalibrate_pairs=recalibrate_pairs
+    )
     with torch.no_grad():
         f_real = torch.cat([extractor(real[i : i + 500].to(device)).cpu() for i in range(0, len(real), 500)])
     result = {k: v for k, v in rca.items() if not k.startswith("features")}
@@ -190,7 +234,11 @@ def summarise_overlap(overlap: torch.Tensor, ks: list[int]) -> dict:
     diagonal = torch.eye(len(ks), dtype=torch.bool)
     cosine, index = overlap.masked_fill(diagonal, float("-inf")).max(dim=1)
     nearest = {k: {"k": ks[int(j)], "cosine": float(c)} for k, j, c in zip(ks, index, cosine)}
-    return {"edit_overlap": overlap.tolist(), "edit_overlap_mean": float(overlap[~diagonal].mean()), "nearest_direction": nearest}
+    return {
+        "edit_overlap": overlap.tolist(),
+        "edit_overlap_mean": float(overlap[~diagonal].mean()),
+        "nearest_direction": nearest,
+    }
 
 
 def write_report(run: Run, r: dict, out: Path) -> Path:
@@ -207,7 +255,9 @@ def write_report(run: Run, r: dict, out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(5, 4.5))
     conf = torch.tensor(r["confusion"], dtype=torch.float64)
     ax.imshow((conf / conf.sum(1, keepdim=True).clamp(min=1)).numpy(), cmap="viridis", vmin=0, vmax=1)
-    ax.set(xlabel="predicted direction", ylabel="true direction", title=f"RCA {r['rca']:.3f} over {r['num_pairs']} pairs")
+    ax.set(
+        xlabel="predicted direction", ylabel="true direction", title=f"RCA {r['rca']:.3f} over {r['num_pairs']} pairs"
+    )
     savefig(fig, "confusion.png")
     fig, ax = plt.subplots(figsize=(7, 3))
     ax.bar(range(len(r["rca_per_direction"])), [v or 0 for v in r["rca_per_direction"]])
@@ -232,35 +282,51 @@ def write_report(run: Run, r: dict, out: Path) -> Path:
     mean_agree = sum(v["mean_vs_per_sample"] for v in hp.values()) / len(hp)
     glob_agree = sum(v["global_vs_per_sample"] for v in hp.values()) / len(hp)
     lines = [
-        f"# Evaluation of `{run.name}`", "",
+        f"# Evaluation of `{run.name}`",
+        "",
         f"K={cfg.K}, S={cfg.S}, M={cfg.M}, t_stop={cfg.t_stop}, trained {run.step} steps at batch {cfg.batch_size}. "
-        f"Evaluated in {r['seconds']} s.", "",
-        "| measure | value | paper (MNIST) |", "|---|---|---|",
+        f"Evaluated in {r['seconds']} s.",
+        "",
+        "| measure | value | paper (MNIST) |",
+        "|---|---|---|",
         f"| RCA ({r['num_pairs']} pairs) | {r['rca']:.3f} | 0.77 |",
-        f"| RCA, BatchNorm recalibrated | {r['rca_recalibrated']:.3f} | - |" if r.get("rca_recalibrated") is not None
+        f"| RCA, BatchNorm recalibrated | {r['rca_recalibrated']:.3f} | - |"
+        if r.get("rca_recalibrated") is not None
         else f"| RCA, BatchNorm recalibrated | {r.get('rca_recalibrated_note', 'not measured')} | - |",
         f"| shift MAE | {r['shift_mae']:.3f} | - |",
         f"| FID raw / shifted (vs {r['fid_real_count']} held-out digits, classifier features) | {r['fid_raw']:.2f} / {r['fid_shifted']:.2f} | - |",
-        f"| L_G mean ± std over training | {r['lg_mean']:.3f} ± {r['lg_std']:.3f} | ~0.693 |" if r["lg_mean"] is not None else "| L_G | no log | ~0.693 |",
+        f"| L_G mean ± std over training | {r['lg_mean']:.3f} ± {r['lg_std']:.3f} | ~0.693 |"
+        if r["lg_mean"] is not None
+        else "| L_G | no log | ~0.693 |",
         f"| h-space: mean-over-20 vs per-sample edit | {mean_agree:.3f} | small |",
         f"| h-space: global vs per-sample edit | {glob_agree:.3f} | small |",
         f"| edit overlap: mean cosine between different directions' edits | {r['edit_overlap_mean']:.3f} | - |"
-        if r["edit_overlap_mean"] is not None else "", "",
-        "Edit overlap near 1 means directions make the same image change, which caps RCA whatever the training.", "",
-        "![confusion](confusion.png) ![per direction](rca_per_direction.png)", "",
-        "![edit overlap](edit_overlap.png)" if r["edit_overlap_mean"] is not None else "", "",
-        "![L_G](lg.png)" if r["lg_curve"] else "", "",
-        "## Directions ranked by the interpretability proxy", "",
+        if r["edit_overlap_mean"] is not None
+        else "",
+        "",
+        "Edit overlap near 1 means directions make the same image change, which caps RCA whatever the training.",
+        "",
+        "![confusion](confusion.png) ![per direction](rca_per_direction.png)",
+        "",
+        "![edit overlap](edit_overlap.png)" if r["edit_overlap_mean"] is not None else "",
+        "",
+        "![L_G](lg.png)" if r["lg_curve"] else "",
+        "",
+        "## Directions ranked by the interpretability proxy",
+        "",
         "consistency: how alike the image change is across 8 seeds; smoothness: how linearly it grows with |s|; "
-        "score = consistency x smoothness. A ranking aid for a person to look at first, not a replacement for MOS.", "",
+        "score = consistency x smoothness. A ranking aid for a person to look at first, not a replacement for MOS.",
+        "",
         "| rank | k | score | consistency | smoothness | RCA | mean vs per-sample | global vs per-sample | most alike (cosine) |",
         "|---|---|---|---|---|---|---|---|---|",
-    ]  # fmt: skip
+    ]
     for i, k in enumerate(r["ranking"]):
         p, acc = r["proxy"][k], r["rca_per_direction"][k]
-        lines.append(f"| {i + 1} | {k} | {p['score']:.3f} | {p['consistency']:.3f} | {p['smoothness']:.3f} | "
-                     f"{'-' if acc is None else f'{acc:.2f}'} | {hp[k]['mean_vs_per_sample']:.3f} | {hp[k]['global_vs_per_sample']:.3f} | "
-                     f"{_nearest(r, k)} |")  # fmt: skip
+        lines.append(
+            f"| {i + 1} | {k} | {p['score']:.3f} | {p['consistency']:.3f} | {p['smoothness']:.3f} | "
+            f"{'-' if acc is None else f'{acc:.2f}'} | {hp[k]['mean_vs_per_sample']:.3f} | {hp[k]['global_vs_per_sample']:.3f} | "
+            f"{_nearest(r, k)} |"
+        )
     text = "\n".join(lines) + "\n"
     return atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(text))
 

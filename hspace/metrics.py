@@ -1,4 +1,5 @@
 """Metrics as pure functions over tensors (features, logits, images); drivers live in ``evaluate.py``."""
+
 from __future__ import annotations
 
 import torch
@@ -22,7 +23,9 @@ def frechet_distance(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
 def accuracy_per_class(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-class accuracy [K] (NaN for classes never drawn) and the confusion matrix [K x K] (rows: truth)."""
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
-    confusion.index_put_((target.long().cpu(), pred.long().cpu()), torch.ones_like(target, dtype=torch.long).cpu(), accumulate=True)
+    confusion.index_put_(
+        (target.long().cpu(), pred.long().cpu()), torch.ones_like(target, dtype=torch.long).cpu(), accumulate=True
+    )
     totals = confusion.sum(1).double()
     per_class = confusion.diag().double() / totals
     return per_class, confusion

@@ -13,6 +13,7 @@ disk; its "Save marks" button downloads ``mos-<assessor>-<run>.json``::
 
 Skipped directions are left out of ``marks``. ``score_marks`` reads one file per assessor.
 """
+
 from __future__ import annotations
 
 import base64
@@ -29,7 +30,8 @@ from tqdm.auto import tqdm
 
 from .artifacts import atomic_write
 from .run import Run, load_run, resolve_direction
-from .sampling import magnitudes as even_magnitudes, seed_noise
+from .sampling import magnitudes as even_magnitudes
+from .sampling import seed_noise
 from .viz import default_scale, sheet
 
 PAGE = "mos.html"
@@ -135,8 +137,9 @@ def build_mos_page(
     return atomic_write(path, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
 
 
-def render_page(meta: dict, entries: Sequence[tuple[int, str | None, str]], mags: Sequence[float],
-                rows: int, S: float) -> str:  # fmt: skip
+def render_page(
+    meta: dict, entries: Sequence[tuple[int, str | None, str]], mags: Sequence[float], rows: int, S: float
+) -> str:
     """The HTML: ``meta`` (run, run_fingerprint, K, directions) and per entry (k, label, PNG data URI)."""
     e = html.escape
     crit = "".join(f"<li><b>{e(name.format(rows=rows))}</b>: {e(text)}</li>" for name, text in CRITERIA)
@@ -148,9 +151,11 @@ def render_page(meta: dict, entries: Sequence[tuple[int, str | None, str]], mags
             f'<label><input type="radio" class="mark" name="mark-{k}" data-k="{k}" value="{v}"> {e(text)}</label>'
             for v, text in (("1", "1 = meets all three criteria"), ("0", "0 = does not"), ("skip", "skip"))
         )
-        blocks.append(f'<section class="direction" id="k{k}"><h2>{e(name)}</h2>'
-                      f'<img src="{uri}" alt="{e(name)}: {rows} examples x {len(mags)} magnitudes">'
-                      f'<div class="marks">{radios}</div></section>')  # fmt: skip
+        blocks.append(
+            f'<section class="direction" id="k{k}"><h2>{e(name)}</h2>'
+            f'<img src="{uri}" alt="{e(name)}: {rows} examples x {len(mags)} magnitudes">'
+            f'<div class="marks">{radios}</div></section>'
+        )
     n = len(entries)
     title = f"MOS study: {meta['run']}"
     return f"""<!DOCTYPE html>
@@ -280,17 +285,17 @@ def _read_marks(path: Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not a JSON marks file ({err}); use the file saved by the MOS page") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object with \"marks\", got {type(data).__name__}")
+        raise ValueError(f'{path}: expected a JSON object with "marks", got {type(data).__name__}')
     marks = data.get("marks")
     if not isinstance(marks, dict):
-        raise ValueError(f"{path}: \"marks\" should map direction indices to 0 or 1, like {{\"0\": 1, \"3\": 0}}")
+        raise ValueError(f'{path}: "marks" should map direction indices to 0 or 1, like {{"0": 1, "3": 0}}')
     K = data.get("K")
     if K is not None and (not isinstance(K, int) or isinstance(K, bool) or K < 1):
-        raise ValueError(f"{path}: \"K\" should be the run's number of directions, got {K!r}")
+        raise ValueError(f'{path}: "K" should be the run\'s number of directions, got {K!r}')
     out = {}
     for key, mark in marks.items():
         if not key.isdigit():
-            raise ValueError(f"{path}: mark key {key!r} is not a direction index (\"0\", \"1\", ...)")
+            raise ValueError(f'{path}: mark key {key!r} is not a direction index ("0", "1", ...)')
         k = int(key)
         if K is not None and k >= K:
             raise ValueError(f"{path}: direction {k} out of range: the run has K={K} directions (0..{K - 1})")
@@ -298,8 +303,14 @@ def _read_marks(path: Path) -> dict:
             raise ValueError(f"{path}: the mark of direction {k} is {mark!r}; marks are 0 or 1")
         out[k] = int(mark)
     assessor = data.get("assessor")
-    return {"path": Path(path), "run": data.get("run"), "run_fingerprint": data.get("run_fingerprint"), "K": K,
-            "assessor": assessor.strip() if isinstance(assessor, str) else "", "marks": out}  # fmt: skip
+    return {
+        "path": Path(path),
+        "run": data.get("run"),
+        "run_fingerprint": data.get("run_fingerprint"),
+        "K": K,
+        "assessor": assessor.strip() if isinstance(assessor, str) else "",
+        "marks": out,
+    }
 
 
 def score_marks(paths: str | Path | Iterable[str | Path]) -> dict:
@@ -318,12 +329,15 @@ def score_marks(paths: str | Path | Iterable[str | Path]) -> dict:
     for f in files:
         for field in ("run", "run_fingerprint", "K"):
             if f[field] != first[field]:
-                raise ValueError(f"{f['path']} is from another run than {first['path']} ({field} {f[field]!r} vs "
-                                 f"{first[field]!r}): score each run's marks separately")  # fmt: skip
+                raise ValueError(
+                    f"{f['path']} is from another run than {first['path']} ({field} {f[field]!r} vs "
+                    f"{first[field]!r}): score each run's marks separately"
+                )
         who = f["assessor"].casefold()
         if who and who in seen:
-            raise ValueError(f"{f['path']} and {seen[who]} are both from assessor {f['assessor']!r}: "
-                             "give one file per assessor")  # fmt: skip
+            raise ValueError(
+                f"{f['path']} and {seen[who]} are both from assessor {f['assessor']!r}: give one file per assessor"
+            )
         seen[who] = f["path"]
     K = first["K"]
     marked = sorted({k for f in files for k in f["marks"]})
@@ -335,9 +349,16 @@ def score_marks(paths: str | Path | Iterable[str | Path]) -> dict:
         per_direction[k] = {"mos": sum(values) / len(values), "n": len(values)}
     unmarked = [k for k in range(K) if k not in per_direction] if K is not None else []
     mos = sum(d["mos"] for d in per_direction.values()) / len(per_direction)
-    return {"mos": mos, "num_assessors": len(files), "per_direction": per_direction, "unmarked": unmarked,
-            "run": first["run"], "run_fingerprint": first["run_fingerprint"], "K": K,
-            "assessors": [f["assessor"] or f["path"].name for f in files]}  # fmt: skip
+    return {
+        "mos": mos,
+        "num_assessors": len(files),
+        "per_direction": per_direction,
+        "unmarked": unmarked,
+        "run": first["run"],
+        "run_fingerprint": first["run_fingerprint"],
+        "K": K,
+        "assessors": [f["assessor"] or f["path"].name for f in files],
+    }
 
 
 def format_scores(result: dict) -> str:
@@ -361,4 +382,4 @@ def format_scores(result: dict) -> str:
 
 def now_iso() -> str:
     """The timestamp format the page writes in ``created`` (UTC, ISO 8601)."""
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

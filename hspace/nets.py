@@ -1,4 +1,5 @@
 """The reconstructor R(x0, x~0) -> (logits [K], shift) and the discriminator D(x) of the paper."""
+
 from __future__ import annotations
 
 import torch
@@ -23,7 +24,9 @@ class ReconstructorHeads(nn.Module):
         super().__init__()
 
         def head(out):
-            return nn.Sequential(nn.Linear(features, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, out))
+            return nn.Sequential(
+                nn.Linear(features, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, out)
+            )
 
         self.logits, self.shift = head(num_directions), head(1)
 

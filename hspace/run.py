@@ -251,8 +251,14 @@ class Run:
         """A direction of this run by index or label."""
         return resolve_direction(str(token), self.labels(), self.config.K)
 
-    def sweep(self, k: int, x_T: torch.Tensor, mags: Sequence[float], timesteps: Sequence[int] | None = None,
-              directions: Directions | None = None) -> torch.Tensor:  # fmt: skip
+    def sweep(
+        self,
+        k: int,
+        x_T: torch.Tensor,
+        mags: Sequence[float],
+        timesteps: Sequence[int] | None = None,
+        directions: Directions | None = None,
+    ) -> torch.Tensor:
         """Direction k from each x_T [R x C x H x W] at each magnitude: [R x n x C x H x W].
 
         ``timesteps``: another chain than the run's (``edit`` inverts with its own); ``directions``:
@@ -288,7 +294,9 @@ def load_run(ref: str | Path, model: HSpaceModel | None = None, device: str | to
         try:
             model = load_model(model_ref["source"])
         except ValueError as e:
-            raise ValueError(f"cannot reopen the run's model {model_ref['source']!r} ({e}); pass the model explicitly") from None
+            raise ValueError(
+                f"cannot reopen the run's model {model_ref['source']!r} ({e}); pass the model explicitly"
+            ) from None
     if model_fingerprint(model) != model_ref["fingerprint"]:
         raise ValueError(
             f"{folder} was discovered on another model ({model_ref['source']}, fingerprint {model_ref['fingerprint']}): "

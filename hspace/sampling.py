@@ -12,6 +12,7 @@ Notation (paper section 4):
 | ``x0`` / ``x~0`` | x_0 / x~_0 | the end of the plain chain / of the shifted chain |
 | ``t_stop`` | t_edit | shifts apply for t >= t_stop; plain DDIM below |
 """
+
 from __future__ import annotations
 
 import math
@@ -172,9 +173,7 @@ def direction_sweep(
 
 
 @torch.no_grad()
-def invert(
-    model: HSpaceModel, x_0: torch.Tensor, timesteps: Sequence[int], progress: bool = False
-) -> torch.Tensor:
+def invert(model: HSpaceModel, x_0: torch.Tensor, timesteps: Sequence[int], progress: bool = False) -> torch.Tensor:
     """Deterministic DDIM inversion: walk the chain backwards from x_0 to x_T.
 
     Each step reuses eps predicted at the less noisy end (at the clean end, the model's smallest

@@ -3,6 +3,7 @@
 A sampling chain is a decreasing list of model timesteps ``tau_M > ... > tau_1``; the step from
 the last one lands on the clean target, whose alpha-bar is 1. Nothing here assumes a fixed stride.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -14,7 +14,8 @@ from tqdm.auto import tqdm
 
 from .artifacts import atomic_write
 from .run import Run, check_directions, check_run_folder, format_indices, load_run, parse_indices
-from .sampling import magnitudes as even_magnitudes, seed_noise
+from .sampling import magnitudes as even_magnitudes
+from .sampling import seed_noise
 from .viz import MARK, compose, default_scale, save_gif, save_image, to_uint8
 
 

@@ -1,6 +1,7 @@
 """The optimised algorithm's parts: a cache of real chains, graph sizes for a memory budget, a second
 thread to overlap work, and a frozen UNet run in bfloat16 / channels_last / compiled. None of them
 changes what is estimated."""
+
 from __future__ import annotations
 
 import math
@@ -69,7 +70,9 @@ class Overlap:
         self.threads = torch.get_num_threads()
         half = max(1, self.threads // 2)
         torch.set_num_threads(half)
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="hspace-recompute", initializer=torch.set_num_threads, initargs=(half,))
+        self.pool = ThreadPoolExecutor(
+            1, thread_name_prefix="hspace-recompute", initializer=torch.set_num_threads, initargs=(half,)
+        )
         return self
 
     def submit(self, fn, *args) -> Future:

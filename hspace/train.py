@@ -20,6 +20,7 @@ Notation (paper section 4 and Algorithm 1):
 | ``nodes[i]`` | x~_{tau_i} | the shifted chain's input to step i, recorded without grad |
 | ``k``, ``s`` | k, s | per-sample direction index [N] and magnitude [N] |
 """
+
 from __future__ import annotations
 
 from contextlib import nullcontext
@@ -104,10 +105,14 @@ def _paired_step(model, shift_block, x_real, x_shift, t, abar_t, abar_prev, edit
         eps = model.decode(h, state)
         eps_hat = eps[first:]
     eps_r, eps_s = eps[:n_real].detach(), eps[first:]  # [R x C x H x W], [N x C x H x W]
-    return asymmetric_ddim_step(x_real, eps_r, eps_r, abar_t, abar_prev), asymmetric_ddim_step(x_shift, eps_s, eps_hat, abar_t, abar_prev)
+    return asymmetric_ddim_step(x_real, eps_r, eps_r, abar_t, abar_prev), asymmetric_ddim_step(
+        x_shift, eps_s, eps_hat, abar_t, abar_prev
+    )
 
 
-def run_chains(model, shift_block, x_T, edits, timesteps, t_stop, kept_steps, x0_cached=None, fuse_real=False) -> Chains:
+def run_chains(
+    model, shift_block, x_T, edits, timesteps, t_stop, kept_steps, x0_cached=None, fuse_real=False
+) -> Chains:
     """First pass of Algorithm 1 (lines 1-14), keeping the graph of the last ``kept_steps`` steps.
 
     ``x0_cached`` [n]: the real chains' results for the last n samples of ``x_T``, known from an
@@ -124,13 +129,17 @@ def run_chains(model, shift_block, x_T, edits, timesteps, t_stop, kept_steps, x0
         if i < first_kept:
             nodes.append(x_shift)
             with torch.no_grad():
-                x_real, x_shift = _paired_step(model, shift_block, x_real, x_shift, t, abar_t, abar_prev, edits, t_stop, shared=i == 0)
+                x_real, x_shift = _paired_step(
+                    model, shift_block, x_real, x_shift, t, abar_t, abar_prev, edits, t_stop, shared=i == 0
+                )
             continue
         if i == first_kept:
             tail_input = x_shift.detach().requires_grad_(i > 0)  # x_T itself needs no gradient
             x_shift = tail_input
         if n_fresh and fuse_real and x0_cached is not None:
-            x_real, x_shift = _paired_step(model, shift_block, x_real, x_shift, t, abar_t, abar_prev, edits, t_stop, shared=i == 0)
+            x_real, x_shift = _paired_step(
+                model, shift_block, x_real, x_shift, t, abar_t, abar_prev, edits, t_stop, shared=i == 0
+            )
             continue
         if n_fresh:
             with torch.no_grad():
@@ -140,7 +149,9 @@ def run_chains(model, shift_block, x_T, edits, timesteps, t_stop, kept_steps, x0
     return Chains(x0_real, x_shift, nodes, tail_input)
 
 
-def generator_losses(modules: DiscoveryModules, x0_real, x0_shift, k, s, cfg: DiscoveryConfig) -> dict[str, torch.Tensor]:
+def generator_losses(
+    modules: DiscoveryModules, x0_real, x0_shift, k, s, cfg: DiscoveryConfig
+) -> dict[str, torch.Tensor]:
     """L_G = BCE(D(x~0), 1) and L_R = lambda1 CE(logits, k) + lambda2 L1(shift, s); also the batch RCA."""
     d_fake = modules.discriminator(x0_shift)
     loss_g = F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
@@ -255,7 +266,11 @@ def compute_gradients(
             ahead = pool.submit(recompute, i - 1) if pool and i > 0 else None
             torch.autograd.backward(out, grad, inputs=params + ([node] if i > 0 else []))
             grad = node.grad
-    metrics = {"loss_d": loss_d.item(), **{name: losses[name].item() for name in ("loss_g", "loss_r", "acc")}, **diagnostics}
+    metrics = {
+        "loss_d": loss_d.item(),
+        **{name: losses[name].item() for name in ("loss_g", "loss_r", "acc")},
+        **diagnostics,
+    }
     return metrics, chains.x0_real
 
 
@@ -263,12 +278,19 @@ class DiscoveryTrainer:
     """Owns the trained parts, their optimisers, the random draws of x_T, k and s, and the
     optimised algorithm's state (real-chain cache, how many steps keep their graph)."""
 
-    def __init__(self, model: HSpaceModel, cfg: DiscoveryConfig, device: str | torch.device = "cpu",
-                 dist: Distributed | None = None):  # fmt: skip
+    def __init__(
+        self,
+        model: HSpaceModel,
+        cfg: DiscoveryConfig,
+        device: str | torch.device = "cpu",
+        dist: Distributed | None = None,
+    ):
         self.cfg, self.device, self.dist = cfg, torch.device(device), dist or Distributed()
         if cfg.batch_size % self.dist.world:
-            raise ValueError(f"batch_size={cfg.batch_size} does not split over {self.dist.world} processes: "
-                             f"choose a multiple of {self.dist.world}")  # fmt: skip
+            raise ValueError(
+                f"batch_size={cfg.batch_size} does not split over {self.dist.world} processes: "
+                f"choose a multiple of {self.dist.world}"
+            )
         frozen = model.freeze().to(device)
         self.plan = cfg.plan()
         self.model = tune_model(frozen, self.plan)
@@ -285,10 +307,12 @@ class DiscoveryTrainer:
             self.modules = DiscoveryModules(frozen, cfg).to(device)
         if self.dist.world > 1:
             global_batch_norm(self.modules)
-        self.opt_g = torch.optim.Adam([
-            {"params": self.modules.shift_block.parameters(), "lr": cfg.part_lr("shift_block")},
-            {"params": self.modules.reconstructor.parameters(), "lr": cfg.part_lr("reconstructor")},
-        ])  # fmt: skip
+        self.opt_g = torch.optim.Adam(
+            [
+                {"params": self.modules.shift_block.parameters(), "lr": cfg.part_lr("shift_block")},
+                {"params": self.modules.reconstructor.parameters(), "lr": cfg.part_lr("reconstructor")},
+            ]
+        )
         self.opt_d = torch.optim.Adam(self.modules.discriminator.parameters(), lr=cfg.part_lr("discriminator"))
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.cache = RealChainCache(self.plan.real_cache, cfg.real_refresh, seed=cfg.seed + 1 + self.dist.rank)
@@ -303,7 +327,9 @@ class DiscoveryTrainer:
     def kept_steps(self) -> int:
         """Steps whose graph the first pass keeps; for a memory budget, each step's graph is measured once."""
         if self._kept is None:
-            self._kept = plan_kept_steps(self.model, self.modules.shift_block, self.cfg, self.timesteps, self.local_batch_size)
+            self._kept = plan_kept_steps(
+                self.model, self.modules.shift_block, self.cfg, self.timesteps, self.local_batch_size
+            )
         return self._kept
 
     def step_graphs_mb(self) -> list[float]:
@@ -333,8 +359,20 @@ class DiscoveryTrainer:
         self.modules.train()
         self.opt_g.zero_grad(set_to_none=True)
         reduce = self.dist.average_gradients if self.dist.world > 1 else None
-        metrics, x0_real = compute_gradients(self.model, self.modules, self.opt_d, x_T, k, s, self.timesteps, self.cfg,
-                                             self.kept_steps, x0_cached, reduce, diagnose)  # fmt: skip
+        metrics, x0_real = compute_gradients(
+            self.model,
+            self.modules,
+            self.opt_d,
+            x_T,
+            k,
+            s,
+            self.timesteps,
+            self.cfg,
+            self.kept_steps,
+            x0_cached,
+            reduce,
+            diagnose,
+        )
         n_fresh = x_T.shape[0] - (0 if x0_cached is None else x0_cached.shape[0])
         self.cache.add(x_T[:n_fresh], x0_real[:n_fresh])
         if reduce is not None:
@@ -344,7 +382,9 @@ class DiscoveryTrainer:
         return self.dist.mean(metrics)
 
 
-def generator_gradients(model, modules: DiscoveryModules, batch, timesteps, cfg: DiscoveryConfig) -> dict[str, torch.Tensor]:
+def generator_gradients(
+    model, modules: DiscoveryModules, batch, timesteps, cfg: DiscoveryConfig
+) -> dict[str, torch.Tensor]:
     """The gradients one training step gives the shift block and reconstructor, by parameter name.
 
     Works on the modules passed in (their discriminator takes its update), so pass a copy to compare
@@ -355,7 +395,10 @@ def generator_gradients(model, modules: DiscoveryModules, batch, timesteps, cfg:
         p.grad = None
     kept = plan_kept_steps(model, modules.shift_block, cfg, timesteps, batch[0].shape[0])  # as the trainer would
     compute_gradients(model, modules, opt_d, *batch, timesteps, cfg, kept)
-    named = [*modules.shift_block.named_parameters("shift_block"), *modules.reconstructor.named_parameters("reconstructor")]
+    named = [
+        *modules.shift_block.named_parameters("shift_block"),
+        *modules.reconstructor.named_parameters("reconstructor"),
+    ]
     return {n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p)) for n, p in named}
 
 

@@ -1,4 +1,5 @@
 """Train an ADM diffusion model (eps-MSE, linear betas, EMA, Adam): the DMs that discovery runs on."""
+
 from __future__ import annotations
 
 import copy
@@ -145,7 +146,11 @@ class DMTrainer:
             # Samples before the checkpoint: a crash between them redoes the step, so no grid is skipped.
             if cfg.sample_every and (self.step % cfg.sample_every == 0 or self.step == cfg.train_steps):
                 self.save_samples()
-            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.train_steps or time.monotonic() - last_save > 600:
+            if (
+                self.step % cfg.checkpoint_every == 0
+                or self.step == cfg.train_steps
+                or time.monotonic() - last_save > 600
+            ):
                 self.save_checkpoint()
                 last_save = time.monotonic()
         bar.close()

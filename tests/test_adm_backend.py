@@ -1,4 +1,5 @@
 """The built-in ADM UNet: h-space split, strict loading, flags and clear errors."""
+
 import json
 
 import pytest
@@ -8,8 +9,15 @@ from conftest import randomize_
 from hspace import load_model, save_model
 from hspace.backends import ADMConfig, build_adm
 
-SMALL = dict(image_size=16, in_channels=1, num_channels=32, channel_mult="1,2", num_res_blocks=1,
-             attention_resolutions="", num_heads=2)  # fmt: skip
+SMALL = dict(
+    image_size=16,
+    in_channels=1,
+    num_channels=32,
+    channel_mult="1,2",
+    num_res_blocks=1,
+    attention_resolutions="",
+    num_heads=2,
+)
 VARIANTS = {
     "plain": dict(use_scale_shift_norm=False),
     "scale-shift+attention": dict(attention_resolutions="8,16"),
@@ -126,8 +134,15 @@ def test_discriminator_encoder_from_dm_weights():
 
 
 def test_flags_are_read_as_guided_diffusion_reads_them():
-    cfg = ADMConfig.from_flags({"use_new_attention_order": "False", "attention_resolutions": 16, "dropout": "0.1",
-                                "channel_mult": [1, 2], "learn_sigma": "True"})  # fmt: skip
+    cfg = ADMConfig.from_flags(
+        {
+            "use_new_attention_order": "False",
+            "attention_resolutions": 16,
+            "dropout": "0.1",
+            "channel_mult": [1, 2],
+            "learn_sigma": "True",
+        }
+    )
     assert cfg.use_new_attention_order is False and cfg.learn_sigma is True
     assert cfg.attention_resolutions == "16" and cfg.channel_mult == "1,2" and cfg.dropout == 0.1
     with pytest.raises(ValueError, match="expected a boolean"):
@@ -143,6 +158,9 @@ def test_linear_schedule_scales_with_diffusion_steps():
 
 def test_rescaled_timesteps_feed_the_network_t_times_1000_over_T():
     flags = {**SMALL, "diffusion_steps": 250}
-    plain, rescaled = build_adm(flags, seed=0, fill_zero_init=True), build_adm({**flags, "rescale_timesteps": True}, seed=0, fill_zero_init=True)
+    plain, rescaled = (
+        build_adm(flags, seed=0, fill_zero_init=True),
+        build_adm({**flags, "rescale_timesteps": True}, seed=0, fill_zero_init=True),
+    )
     x = torch.randn(2, 1, 16, 16)
     torch.testing.assert_close(rescaled(x, torch.tensor([10, 200])), plain.unet(x, torch.tensor([40.0, 800.0])))

@@ -94,8 +94,15 @@ def test_random_shift_moves_digits_by_at_most_two_pixels():
 def test_tiny_training_lowers_loss_and_is_deterministic():
     x, y = load_mnist("train", 32)
     x, y = x[:256], y[:256]
-    kw = {"steps": 12, "batch_size": 32, "lr": 3e-3, "seed": 5, "progress": False, "widths": (8, 16, 16),
-          "feature_dim": 16}
+    kw = {
+        "steps": 12,
+        "batch_size": 32,
+        "lr": 3e-3,
+        "seed": 5,
+        "progress": False,
+        "widths": (8, 16, 16),
+        "feature_dim": 16,
+    }
     h1, h2 = [], []
     m1 = train_classifier(x, y, history=h1, **kw)
     m2 = train_classifier(x, y, history=h2, **kw)

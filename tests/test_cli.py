@@ -1,16 +1,20 @@
 """The command line, run as a user would (in-process through ``main``)."""
+
 import json
 
 import pytest
 
-from hspace.bench import DEFAULT_ALGORITHMS
 from conftest import exit_code
+from hspace.bench import DEFAULT_ALGORITHMS
 from hspace.cli import main
 
 
 def test_bench_writes_records_and_plot(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert main(["bench", "--preset", "tiny", "--M", "1,3", "--batch-size", "2", "--repeats", "1", "--json", str(out)]) == 0
+    assert (
+        main(["bench", "--preset", "tiny", "--M", "1,3", "--batch-size", "2", "--repeats", "1", "--json", str(out)])
+        == 0
+    )
     records = json.loads(out.read_text())
     assert {(r["algorithm"], r["M"]) for r in records} == {(a, m) for a in DEFAULT_ALGORITHMS for m in (1, 3)}
     for r in records:

@@ -20,14 +20,46 @@ pytestmark = pytest.mark.slow  # about 80 s each on 2 busy cores: `make test-slo
 KILLS = 3  # per test: each run is killed this many times, then resumed to the end
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # both runs with the same threads: the same float rounding
 
-DISCOVER = ["discover", "--preset", "tiny", "--train-steps", "6", "--batch-size", "4", "--M", "3", "--rca-every", "0",
-            "--checkpoint-every", "1", "--grid-every", "1", "--device", "cpu"]  # fmt: skip
-TRAIN_DM = ["train-dm", "--preset", "tiny", "--train-steps", "8", "--batch-size", "4", "--sample-every", "2",
-            "--checkpoint-every", "1", "--device", "cpu"]  # fmt: skip
+DISCOVER = [
+    "discover",
+    "--preset",
+    "tiny",
+    "--train-steps",
+    "6",
+    "--batch-size",
+    "4",
+    "--M",
+    "3",
+    "--rca-every",
+    "0",
+    "--checkpoint-every",
+    "1",
+    "--grid-every",
+    "1",
+    "--device",
+    "cpu",
+]
+TRAIN_DM = [
+    "train-dm",
+    "--preset",
+    "tiny",
+    "--train-steps",
+    "8",
+    "--batch-size",
+    "4",
+    "--sample-every",
+    "2",
+    "--checkpoint-every",
+    "1",
+    "--device",
+    "cpu",
+]
 
 
 def hspace(argv: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "hspace", *argv], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "hspace", *argv], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
 
 
 def finish(proc: subprocess.Popen) -> None:
@@ -102,7 +134,10 @@ def test_train_dm_resumes_after_sigkill(tmp_path):
             return 0
 
     crash_and_resume(TRAIN_DM, crashed, progress, seed=1)
-    a, b = torch.load(straight / "checkpoint.pt", weights_only=True), torch.load(crashed / "checkpoint.pt", weights_only=True)
+    a, b = (
+        torch.load(straight / "checkpoint.pt", weights_only=True),
+        torch.load(crashed / "checkpoint.pt", weights_only=True),
+    )
     assert a["step"] == b["step"] == 8
     for key in ("model", "ema"):
         assert all(torch.equal(a[key][name], b[key][name]) for name in a[key]), key

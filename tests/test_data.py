@@ -1,4 +1,5 @@
 """Data loading: the shipped MNIST, IDX files, image folders, .npz files and the load_dataset entry point."""
+
 import gzip
 import struct
 
@@ -39,6 +40,7 @@ def in_range(x):
 
 # ---------------------------------------------------------------- shipped MNIST
 
+
 def test_shipped_mnist_splits():
     xt, yt = load_mnist("train")
     xh, yh = load_mnist("heldout")
@@ -54,11 +56,14 @@ def test_shipped_mnist_splits():
 
 # ---------------------------------------------------------------- IDX
 
+
 @pytest.mark.parametrize("gz", [False, True])
 def test_idx_round_trip(tmp_path, gz):
     images, labels = digits()
     suffix = ".gz" if gz else ""
-    x, y = load_idx(write_idx(tmp_path / f"i{suffix}", images, gz), write_idx(tmp_path / f"l{suffix}", labels, gz), image_size=28)
+    x, y = load_idx(
+        write_idx(tmp_path / f"i{suffix}", images, gz), write_idx(tmp_path / f"l{suffix}", labels, gz), image_size=28
+    )
     assert x.shape == (5, 1, 28, 28) and in_range(x)
     assert torch.equal(((x + 1) * 127.5).round().to(torch.uint8)[:, 0], torch.as_tensor(images))
     assert y.dtype == torch.long and y.tolist() == labels.tolist()
@@ -98,6 +103,7 @@ def test_idx_errors(tmp_path):
 
 # ---------------------------------------------------------------- image folders
 
+
 @pytest.mark.parametrize("channels", [1, 3])
 def test_image_folder_mixed(tmp_path, channels):
     write_images(tmp_path)
@@ -134,6 +140,7 @@ def test_image_folder_errors(tmp_path):
 
 
 # ---------------------------------------------------------------- load_dataset
+
 
 def test_load_dataset_mnist_to_rgb():
     x, y = load_dataset("mnist", 32, 3, split="heldout")

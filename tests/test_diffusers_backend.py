@@ -1,4 +1,5 @@
 """The diffusers backend against diffusers itself: UNet2DModel.forward parity, loading, DDIM parity."""
+
 from __future__ import annotations
 
 import json
@@ -16,20 +17,47 @@ from hspace.schedule import chain_alpha_bars, uniform_timesteps  # noqa: E402
 
 TINY = dict(layers_per_block=1, attention_head_dim=4)
 CONFIGS = {
-    "attn-rgb": dict(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16),
-                     norm_num_groups=4, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-                     up_block_types=("AttnUpBlock2D", "UpBlock2D")),
-    "grey-learned-sigma": dict(sample_size=16, in_channels=1, out_channels=2, block_out_channels=(16, 32),
-                               norm_num_groups=8, down_block_types=("AttnDownBlock2D", "DownBlock2D"),
-                               up_block_types=("UpBlock2D", "AttnUpBlock2D")),
-    "plain-scale-shift": dict(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16, 16),
-                              norm_num_groups=4, resnet_time_scale_shift="scale_shift", center_input_sample=True,
-                              down_block_types=("DownBlock2D",) * 3, up_block_types=("UpBlock2D",) * 3),
-    "skip-learned-time": dict(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(32, 32),
-                              norm_num_groups=8, time_embedding_type="learned", num_train_timesteps=1000,
-                              down_block_types=("SkipDownBlock2D", "AttnSkipDownBlock2D"),
-                              up_block_types=("AttnSkipUpBlock2D", "SkipUpBlock2D")),
-}  # fmt: skip
+    "attn-rgb": dict(
+        sample_size=8,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+    ),
+    "grey-learned-sigma": dict(
+        sample_size=16,
+        in_channels=1,
+        out_channels=2,
+        block_out_channels=(16, 32),
+        norm_num_groups=8,
+        down_block_types=("AttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "AttnUpBlock2D"),
+    ),
+    "plain-scale-shift": dict(
+        sample_size=8,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 16, 16),
+        norm_num_groups=4,
+        resnet_time_scale_shift="scale_shift",
+        center_input_sample=True,
+        down_block_types=("DownBlock2D",) * 3,
+        up_block_types=("UpBlock2D",) * 3,
+    ),
+    "skip-learned-time": dict(
+        sample_size=8,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(32, 32),
+        norm_num_groups=8,
+        time_embedding_type="learned",
+        num_train_timesteps=1000,
+        down_block_types=("SkipDownBlock2D", "AttnSkipDownBlock2D"),
+        up_block_types=("AttnSkipUpBlock2D", "SkipUpBlock2D"),
+    ),
+}
 
 
 def tiny_unet(name: str = "attn-rgb", seed: int = 0, **overrides) -> UNet2DModel:
@@ -47,8 +75,16 @@ def batch(unet: UNet2DModel, n: int = 3, seed: int = 1) -> tuple[torch.Tensor, t
 
 def ddim_scheduler(**kw) -> DDIMScheduler:
     """diffusers' DDIM with ADM's linear schedule and the conventions hspace uses."""
-    defaults = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
-                    clip_sample=False, set_alpha_to_one=True, timestep_spacing="leading", steps_offset=0)  # fmt: skip
+    defaults = dict(
+        num_train_timesteps=1000,
+        beta_start=1e-4,
+        beta_end=0.02,
+        beta_schedule="linear",
+        clip_sample=False,
+        set_alpha_to_one=True,
+        timestep_spacing="leading",
+        steps_offset=0,
+    )
     return DDIMScheduler(**{**defaults, **kw})
 
 
@@ -119,9 +155,14 @@ def save_with_scheduler(unet: UNet2DModel, unet_dir: Path, sched_dir: Path, **sc
 
 
 @pytest.mark.parametrize("layout", ["unet-folder", "pipeline"])
-@pytest.mark.parametrize("schedule", [dict(beta_schedule="linear", beta_start=2e-4, beta_end=0.03),
-                                      dict(beta_schedule="scaled_linear", beta_start=8.5e-4, beta_end=0.012),
-                                      dict(beta_schedule="squaredcos_cap_v2", num_train_timesteps=500)])  # fmt: skip
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        dict(beta_schedule="linear", beta_start=2e-4, beta_end=0.03),
+        dict(beta_schedule="scaled_linear", beta_start=8.5e-4, beta_end=0.012),
+        dict(beta_schedule="squaredcos_cap_v2", num_train_timesteps=500),
+    ],
+)
 def test_load_saved_folder(tmp_path: Path, layout: str, schedule: dict) -> None:
     """load_diffusers on a save_pretrained folder (or <root>/unet + <root>/scheduler) gives the same eps and abar."""
     unet = tiny_unet()

@@ -1,11 +1,12 @@
 """Discovery runs: folders that carry their config, exact resume, clear errors."""
+
 import json
 
 import pytest
 import torch
 
-from hspace import presets
 from conftest import exit_code
+from hspace import presets
 from hspace.cli import main
 from hspace.discover import discover
 from hspace.run import load_run
@@ -67,7 +68,10 @@ def test_bad_discover_input_is_one_line(tmp_path, capsys, extra, message):
 
 def test_cli_resume_takes_the_runs_own_settings(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["discover", "--preset", "tiny", "--model", "tiny", "--train-steps", "2", "--K", "3", "--out", str(out)]) == 0
+    assert (
+        main(["discover", "--preset", "tiny", "--model", "tiny", "--train-steps", "2", "--K", "3", "--out", str(out)])
+        == 0
+    )
     # No --preset or --K now: the run's config.json says what they were; only the length changes.
     assert main(["discover", "--out", str(out), "--resume", "--train-steps", "3"]) == 0
     meta = json.loads((out / "config.json").read_text())

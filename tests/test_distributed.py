@@ -1,4 +1,5 @@
 """Data-parallel discovery: 2 CPU processes (gloo) give what one process gives with the same global batch."""
+
 import csv
 import os
 import subprocess
@@ -48,21 +49,54 @@ def test_two_processes_average_gradients_of_the_global_batch(tmp_path):
 
 def _log(folder):
     with open(folder / "log.csv") as f:
-        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]  # held-out figures: some rows
+        return [
+            {k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)
+        ]  # held-out figures: some rows
 
 
 def test_torchrun_discover_equals_one_process(tmp_path):
     # The paper's one lr of 1e-3: Adam's normalisation turns summation-order differences of the near-zero
     # gradients behind zero-initialised directions into steps of up to lr, which hspace's shift lr of 1e-2
     # magnifies past the bar below (measured: 6.4e-4 on the shift block's body).
-    args = ["--preset", "tiny", "--algorithm", "checkpointed", "--train-steps", "3", "--grid-every", "0", "--recipe", "paper"]
+    args = [
+        "--preset",
+        "tiny",
+        "--algorithm",
+        "checkpointed",
+        "--train-steps",
+        "3",
+        "--grid-every",
+        "0",
+        "--recipe",
+        "paper",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          "-m", "hspace", "discover", *args, "--out", str(tmp_path / "two")],
-                         capture_output=True, text=True, env=env)  # fmt: skip
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "hspace",
+            "discover",
+            *args,
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert two.returncode == 0, two.stderr[-2000:]
-    one = subprocess.run([sys.executable, "-m", "hspace", "discover", *args, "--out", str(tmp_path / "one")],
-                         capture_output=True, text=True, env=env)  # fmt: skip
+    one = subprocess.run(
+        [sys.executable, "-m", "hspace", "discover", *args, "--out", str(tmp_path / "one")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert one.returncode == 0, one.stderr[-2000:]
     for a, b in zip(_log(tmp_path / "one"), _log(tmp_path / "two"), strict=True):
         for k in ("loss_d", "loss_g", "loss_r", "acc"):

@@ -1,4 +1,5 @@
 """Editing: labels, inversion + edits, exported global directions."""
+
 import json
 
 import pytest
@@ -58,8 +59,17 @@ def test_exported_directions_round_trip_and_edit(run, tmp_path):
     x_T = torch.randn(2, 1, 16, 16)
     plain = sample(run.model, x_T, run.timesteps)
     # The per-timestep mean edit tracks the shift block's own edit (both shift h by a similar amount).
-    block = sample(run.model, x_T, run.timesteps, directions=run.shift_block, edits=[(2, 1.5)], t_stop=run.config.t_stop)
-    mean_t = sample(run.model, x_T, run.timesteps, directions=dirs.using(per_timestep=True), edits=[(2, 1.5)], t_stop=run.config.t_stop)
+    block = sample(
+        run.model, x_T, run.timesteps, directions=run.shift_block, edits=[(2, 1.5)], t_stop=run.config.t_stop
+    )
+    mean_t = sample(
+        run.model,
+        x_T,
+        run.timesteps,
+        directions=dirs.using(per_timestep=True),
+        edits=[(2, 1.5)],
+        t_stop=run.config.t_stop,
+    )
     glob = sample(run.model, x_T, run.timesteps, directions=dirs, edits=[(2, 1.5)], t_stop=run.config.t_stop)
     for edited in (mean_t, glob):  # the averaged directions change the image the way the block does (0.64 measured)
         cosine = torch.nn.functional.cosine_similarity((edited - plain).flatten(), (block - plain).flatten(), dim=0)

@@ -20,7 +20,13 @@ def one_line_error(capsys, command: str) -> str:
 @pytest.fixture(scope="module")
 def stopped_run(tmp_path_factory):
     """A tiny run stopped after one step, to resume."""
-    return discover("tiny", TINY_RUN.replace(train_steps=1), tmp_path_factory.mktemp("stopped") / "run", grid_every=0, progress=False)
+    return discover(
+        "tiny",
+        TINY_RUN.replace(train_steps=1),
+        tmp_path_factory.mktemp("stopped") / "run",
+        grid_every=0,
+        progress=False,
+    )
 
 
 def test_corrupt_discover_checkpoint(stopped_run, tmp_path, capsys):
@@ -91,14 +97,37 @@ def test_model_flags_errors_name_the_flag(flags, message, tmp_path, capsys):
 
 
 def test_model_flags_refused_for_a_preset_model(tmp_path, capsys):
-    argv = ["discover", "--preset", "tiny", "--out", str(tmp_path / "r"), "--model-flags", '{"image_size": 64}', "--device", "cpu"]
+    argv = [
+        "discover",
+        "--preset",
+        "tiny",
+        "--out",
+        str(tmp_path / "r"),
+        "--model-flags",
+        '{"image_size": 64}',
+        "--device",
+        "cpu",
+    ]
     assert exit_code(argv) == 2
-    assert "--model-flags is for a guided-diffusion .pt checkpoint; tiny carries its own: drop it" in one_line_error(capsys, "discover")
+    assert "--model-flags is for a guided-diffusion .pt checkpoint; tiny carries its own: drop it" in one_line_error(
+        capsys, "discover"
+    )
     assert not (tmp_path / "r").exists()
 
 
 def test_edit_steps_named_as_typed(tiny_run_dir, tmp_path, capsys):
-    argv = ["edit", str(tiny_run_dir), "--image", "mnist:0", "--inversion-steps", "0", "--out", str(tmp_path / "e"), "--device", "cpu"]
+    argv = [
+        "edit",
+        str(tiny_run_dir),
+        "--image",
+        "mnist:0",
+        "--inversion-steps",
+        "0",
+        "--out",
+        str(tmp_path / "e"),
+        "--device",
+        "cpu",
+    ]
     assert exit_code(argv) == 2
     err = one_line_error(capsys, "edit")
     assert "--steps 0" not in err and "M=0" not in err and "--inversion-steps 0" in err
@@ -107,7 +136,16 @@ def test_edit_steps_named_as_typed(tiny_run_dir, tmp_path, capsys):
 
 def test_bad_image_is_not_told_to_delete_itself(tiny_run_dir, tmp_path, capsys):
     (tmp_path / "photo.png").write_bytes(b"\x89PNG not really")
-    argv = ["edit", str(tiny_run_dir), "--image", str(tmp_path / "photo.png"), "--out", str(tmp_path / "e"), "--device", "cpu"]
+    argv = [
+        "edit",
+        str(tiny_run_dir),
+        "--image",
+        str(tmp_path / "photo.png"),
+        "--out",
+        str(tmp_path / "e"),
+        "--device",
+        "cpu",
+    ]
     assert exit_code(argv) == 2
     err = one_line_error(capsys, "edit")
     assert "cannot read image" in err and "remove" not in err and "give a PNG, JPEG" in err
@@ -180,7 +218,10 @@ def test_parser_imports_no_torch():
     import sys
 
     code = "import sys; from hspace.cli import build_parser; build_parser(); print('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )
 
 
 @pytest.mark.parametrize("name", ["1e309", "nan", "-2.5", " ", "a:b"])
@@ -191,7 +232,12 @@ def test_label_names_are_words(tiny_run_dir, name, capsys):
 
 def test_evaluate_out_is_a_folder(tiny_run_dir, tmp_path, capsys):
     (tmp_path / "taken").write_text("")
-    assert exit_code(["evaluate", str(tiny_run_dir), "--num-pairs", "2", "--out", str(tmp_path / "taken"), "--device", "cpu"]) == 2
+    assert (
+        exit_code(
+            ["evaluate", str(tiny_run_dir), "--num-pairs", "2", "--out", str(tmp_path / "taken"), "--device", "cpu"]
+        )
+        == 2
+    )
     assert "--out" in one_line_error(capsys, "evaluate") and (tmp_path / "taken").read_text() == ""
 
 
@@ -205,6 +251,8 @@ def test_plots_need_the_extra(tiny_run_dir, monkeypatch, capsys):
     import importlib.util
 
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else find_spec(name, *a)
+    )
     assert exit_code(["evaluate", str(tiny_run_dir), "--device", "cpu"]) == 2
     assert "pip install 'hspace[plots]'" in one_line_error(capsys, "evaluate")

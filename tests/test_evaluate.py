@@ -1,4 +1,5 @@
 """hspace evaluate on a tiny run: every figure present, consistent and written out."""
+
 import csv
 import json
 
@@ -38,7 +39,23 @@ def test_lg_from_log_reads_every_logged_step(run_folder):
 
 def test_evaluate_cli_writes_report_and_json(run_folder, tmp_path):
     out, js = tmp_path / "eval", tmp_path / "eval.json"
-    assert main(["evaluate", str(run_folder), "--num-pairs", "20", "--recalibrate-pairs", "12", "--out", str(out), "--json", str(js)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run_folder),
+                "--num-pairs",
+                "20",
+                "--recalibrate-pairs",
+                "12",
+                "--out",
+                str(out),
+                "--json",
+                str(js),
+            ]
+        )
+        == 0
+    )
     r = json.loads(js.read_text())
     assert 0 <= r["rca_recalibrated"] <= 1 and "12 fresh pairs" in r["rca_recalibrated_note"]
     for key in ("rca", "rca_per_direction", "shift_mae", "fid_raw", "fid_shifted", "lg_mean", "lg_std", "num_pairs"):
@@ -53,6 +70,38 @@ def test_evaluate_cli_writes_report_and_json(run_folder, tmp_path):
 
 
 def test_user_feature_extractor_is_named_clearly(run_folder, tmp_path, capsys):
-    assert main(["evaluate", str(run_folder), "--num-pairs", "4", "--recalibrate-pairs", "0", "--out", str(tmp_path), "--features", "torch.nn:Flatten"]) == 0
-    assert main(["evaluate", str(run_folder), "--num-pairs", "4", "--recalibrate-pairs", "0", "--out", str(tmp_path), "--features", "math:pi"]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run_folder),
+                "--num-pairs",
+                "4",
+                "--recalibrate-pairs",
+                "0",
+                "--out",
+                str(tmp_path),
+                "--features",
+                "torch.nn:Flatten",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run_folder),
+                "--num-pairs",
+                "4",
+                "--recalibrate-pairs",
+                "0",
+                "--out",
+                str(tmp_path),
+                "--features",
+                "math:pi",
+            ]
+        )
+        == 2
+    )
     assert "not a torch.nn.Module" in capsys.readouterr().err

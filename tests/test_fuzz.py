@@ -13,29 +13,110 @@ from conftest import exit_code
 from hspace.cli import build_parser
 
 # Values that have broken command lines before: empty, negative, non-finite, not numbers, half ranges, bad JSON, paths.
-POOL = ["", "-1", "0", "1", "2", "nan", "inf", "-inf", "1e309", "0.5", "x", "0-", "3-1", ",", ":", "{", "[]", '{"a": 1}',
-        "none", "default", "tiny", "mnist:0", "mnist:x", "0:1", "x:y", "../nope", "/dev/null", "a\x00b", "é", "--"]  # fmt: skip
+POOL = [
+    "",
+    "-1",
+    "0",
+    "1",
+    "2",
+    "nan",
+    "inf",
+    "-inf",
+    "1e309",
+    "0.5",
+    "x",
+    "0-",
+    "3-1",
+    ",",
+    ":",
+    "{",
+    "[]",
+    '{"a": 1}',
+    "none",
+    "default",
+    "tiny",
+    "mnist:0",
+    "mnist:x",
+    "0:1",
+    "x:y",
+    "../nope",
+    "/dev/null",
+    "a\x00b",
+    "é",
+    "--",
+]
 ERROR = re.compile(r"^hspace( [\w-]+)?: (error|interrupted): ")
-CASES = {"discover": 8, "train-dm": 5, "show": 8, "edit": 6, "label": 8, "export": 5, "mos": 5, "evaluate": 3, "probe": 3}
+CASES = {
+    "discover": 8,
+    "train-dm": 5,
+    "show": 8,
+    "edit": 6,
+    "label": 8,
+    "export": 5,
+    "mos": 5,
+    "evaluate": 3,
+    "probe": 3,
+}
 
 
 def base_commands(run: str, out: str) -> dict[str, list[str]]:
     """A cheap, valid command line per subcommand (each finishes in about a second on the tiny model)."""
     cpu = ["--device", "cpu"]
     return {
-        "discover": ["discover", "--preset", "tiny", "--train-steps", "1", "--batch-size", "2", "--M", "2",
-                     "--rca-every", "0", "--grid-every", "0", "--out", f"{out}/discover", *cpu],
-        "train-dm": ["train-dm", "--preset", "tiny", "--train-steps", "1", "--batch-size", "2", "--sample-every", "0",
-                     "--out", f"{out}/dm", *cpu],
+        "discover": [
+            "discover",
+            "--preset",
+            "tiny",
+            "--train-steps",
+            "1",
+            "--batch-size",
+            "2",
+            "--M",
+            "2",
+            "--rca-every",
+            "0",
+            "--grid-every",
+            "0",
+            "--out",
+            f"{out}/discover",
+            *cpu,
+        ],
+        "train-dm": [
+            "train-dm",
+            "--preset",
+            "tiny",
+            "--train-steps",
+            "1",
+            "--batch-size",
+            "2",
+            "--sample-every",
+            "0",
+            "--out",
+            f"{out}/dm",
+            *cpu,
+        ],
         "show": ["show", run, "--directions", "0", "--seeds", "0", "--magnitudes", "2", "--out", f"{out}/show", *cpu],
-        "edit": ["edit", run, "--image", "mnist:0", "--edit", "0:1", "--sweep", "1", "--inversion-steps", "2",
-                 "--out", f"{out}/edit", *cpu],
+        "edit": [
+            "edit",
+            run,
+            "--image",
+            "mnist:0",
+            "--edit",
+            "0:1",
+            "--sweep",
+            "1",
+            "--inversion-steps",
+            "2",
+            "--out",
+            f"{out}/edit",
+            *cpu,
+        ],
         "label": ["label", run, "1", "thin"],
         "export": ["export", run, "--num-samples", "1", "--out", f"{out}/g.safetensors", *cpu],
         "mos": ["mos", run, "--directions", "0", "--out", f"{out}/mos", *cpu],
         "evaluate": ["evaluate", run, "--num-pairs", "2", "--recalibrate-pairs", "0", "--out", f"{out}/eval", *cpu],
         "probe": ["probe", "tiny", "--M", "2", "--batch-size", "1", "--quick", "--sizes", "0.5", *cpu],
-    }  # fmt: skip
+    }
 
 
 def options(command: str) -> list[str]:
@@ -75,7 +156,7 @@ def test_fuzz_subcommand(command, tiny_run_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # anything a mutated --out points at stays in here
     rng = random.Random(f"hspace-fuzz-{command}")
     base = base_commands(str(tiny_run_dir), str(tmp_path))[command]
-    for case in range(CASES[command]):
+    for _ in range(CASES[command]):
         check(mutate(base, rng), capsys)
 
 

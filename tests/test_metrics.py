@@ -1,4 +1,5 @@
 """Metrics: FID against torchmetrics, per-class accuracy, edit agreement, the interpretability proxy."""
+
 import pytest
 import torch
 
@@ -39,7 +40,9 @@ def test_proxy_prefers_consistent_linear_edits():
     base = torch.randn(4, 1, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     direction = torch.randn(1, 1, 1, 8, 8, generator=torch.Generator().manual_seed(2))
     linear = base + mags[None, :, None, None, None] * direction
-    noisy = base + torch.randn(4, 5, 1, 8, 8, generator=torch.Generator().manual_seed(3)) * (mags.abs()[None, :, None, None, None] > 0)
+    noisy = base + torch.randn(4, 5, 1, 8, 8, generator=torch.Generator().manual_seed(3)) * (
+        mags.abs()[None, :, None, None, None] > 0
+    )
     good, bad = interpretability_proxy(linear, mags), interpretability_proxy(noisy, mags)
     assert good["consistency"] > 0.99 and good["smoothness"] > 0.99
     assert bad["score"] < 0.5 * good["score"]
@@ -50,5 +53,7 @@ def test_edit_overlap_tells_same_edits_from_distinct_ones():
     a, b = torch.randn(3, 1, 8, 8, generator=g), torch.randn(3, 1, 8, 8, generator=g)  # 3 seeds each
     overlap = edit_overlap(torch.stack([a, 2 * a, -a, b]))  # scaled copies, a flipped one, an unrelated one
     assert overlap.shape == (4, 4) and torch.allclose(overlap.diag(), torch.ones(4))
-    assert overlap[0, 1].item() == pytest.approx(1.0, abs=1e-6) and overlap[0, 2].item() == pytest.approx(-1.0, abs=1e-6)
+    assert overlap[0, 1].item() == pytest.approx(1.0, abs=1e-6) and overlap[0, 2].item() == pytest.approx(
+        -1.0, abs=1e-6
+    )
     assert abs(overlap[0, 3].item()) < 0.5 and torch.allclose(overlap, overlap.T)

@@ -1,4 +1,5 @@
 """The MOS study: the self-contained page, its JavaScript (under node, with a small DOM stub) and the scoring."""
+
 import base64
 import io
 import json
@@ -36,7 +37,7 @@ def test_page_is_one_self_contained_file(page, run):
     text = page.read_text(encoding="utf-8")
     assert len(IMG.findall(text)) == 2 and text.count("data:image/png;base64,") == 2
     assert "http://" not in text and "https://" not in text
-    assert not re.search(r'<(?:link|script)[^>]*\s(?:src|href)=', text)  # no external scripts or styles
+    assert not re.search(r"<(?:link|script)[^>]*\s(?:src|href)=", text)  # no external scripts or styles
     for words in ("smooth", "consistent across the 8 examples", "easy to interpret"):
         assert words in text
     assert 'id="assessor"' in text and 'id="save"' in text and 'id="progress"' in text
@@ -54,7 +55,13 @@ def test_embedded_grid_is_8_rows_by_9_columns(page):
 
 def test_page_scale_and_direction_labels(run, tmp_path):
     out = build_mos_page(
-        str(run.folder), tmp_path / "p", directions=["stroke <width>"], seeds=[3, 4], num_magnitudes=3, scale=1, progress=False
+        str(run.folder),
+        tmp_path / "p",
+        directions=["stroke <width>"],
+        seeds=[3, 4],
+        num_magnitudes=3,
+        scale=1,
+        progress=False,
     )
     (data,) = IMG.findall(out.read_text())
     assert Image.open(io.BytesIO(base64.b64decode(data))).size == Layout(2, 3, 16, 16).size
@@ -72,7 +79,9 @@ def test_page_reuses_the_grids_show_rendered(run, tmp_path):
     (data,) = IMG.findall(build_mos_page(run, tmp_path / "reused", directions=[1], progress=False).read_text())
     assert Image.open(io.BytesIO(base64.b64decode(data))).getextrema() == ((0, 0),) * 3
     grid.write_bytes(b"")  # a damaged grid is drawn again, not reused
-    assert IMG.findall(build_mos_page(run, tmp_path / "redrawn", directions=[1], progress=False).read_text()) == IMG.findall(fresh)
+    assert IMG.findall(
+        build_mos_page(run, tmp_path / "redrawn", directions=[1], progress=False).read_text()
+    ) == IMG.findall(fresh)
 
 
 def _data_uri_payload(png) -> str:
@@ -153,8 +162,13 @@ def test_page_script_marks_persists_and_saves(page, run, tmp_path):
     assert len(radios) == 6
     script = re.findall(r"<script>(.*?)</script>", text, re.S)[-1]
     meta = re.search(r'id="mos-meta">(.*?)</script>', text, re.S)[1]
-    proc = subprocess.run(["node", "-e", DRIVER], input=json.dumps(dict(meta=meta, radios=radios, script=script)),
-                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    proc = subprocess.run(
+        ["node", "-e", DRIVER],
+        input=json.dumps(dict(meta=meta, radios=radios, script=script)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["progress0"] == "0 of 2 directions marked"
@@ -167,15 +181,26 @@ def test_page_script_marks_persists_and_saves(page, run, tmp_path):
     saved = json.loads(dl["body"])
     fingerprint = json.loads((run.folder / "config.json").read_text())["model"]["fingerprint"]
     assert {k: v for k, v in saved.items() if k != "created"} == {
-        "run": run.folder.name, "run_fingerprint": fingerprint, "assessor": "Ada L.", "K": 4, "marks": {"0": 1, "2": 0}}
+        "run": run.folder.name,
+        "run_fingerprint": fingerprint,
+        "assessor": "Ada L.",
+        "K": 4,
+        "marks": {"0": 1, "2": 0},
+    }
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", saved["created"])
     (tmp_path / dl["name"]).write_text(dl["body"])
     assert score_marks([tmp_path / dl["name"]])["per_direction"] == {0: {"mos": 1.0, "n": 1}, 2: {"mos": 0.0, "n": 1}}
 
 
 def marks_file(path, assessor, marks, run="run", fingerprint="abc123", K=4):
-    data = {"run": run, "run_fingerprint": fingerprint, "assessor": assessor, "K": K,
-            "marks": {str(k): v for k, v in marks.items()}, "created": now_iso()}  # fmt: skip
+    data = {
+        "run": run,
+        "run_fingerprint": fingerprint,
+        "assessor": assessor,
+        "K": K,
+        "marks": {str(k): v for k, v in marks.items()},
+        "created": now_iso(),
+    }
     path.write_text(json.dumps(data, indent=2))
     return path
 

@@ -3,6 +3,7 @@
 Skipped where Chromium, its driver or selenium are missing (apt install chromium chromium-driver;
 pip install selenium).
 """
+
 import json
 import shutil
 import time
@@ -17,7 +18,9 @@ from hspace.run import load_run
 webdriver = pytest.importorskip("selenium.webdriver")
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")), reason="needs chromium and chromedriver"),
+    pytest.mark.skipif(
+        not (shutil.which("chromium") and shutil.which("chromedriver")), reason="needs chromium and chromedriver"
+    ),
 ]
 
 

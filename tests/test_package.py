@@ -1,4 +1,5 @@
 """The package itself: imports without optional extras, and the command is installed."""
+
 import subprocess
 import sys
 
@@ -31,6 +32,13 @@ def test_front_ends_do_not_import_each_other():
     package = Path(__file__).resolve().parents[1] / "hspace"
     for name in sorted(front_ends):
         tree = ast.parse((package / f"{name}.py").read_text())
-        imported = {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level}
-        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level and not node.module for alias in node.names}
+        imported = {
+            node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level
+        }
+        imported |= {
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level and not node.module
+            for alias in node.names
+        }
         assert not imported & (front_ends - {name}), f"{name}.py imports {sorted(imported & front_ends)}"

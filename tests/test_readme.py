@@ -1,4 +1,5 @@
 """The README's Python example runs as written (docs that drift from the code are bugs)."""
+
 import re
 from pathlib import Path
 

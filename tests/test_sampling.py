@@ -1,4 +1,5 @@
 """Samplers: zero shift is plain DDIM, inversion round-trips, Eq. (2) by hand."""
+
 import math
 
 import pytest
@@ -33,7 +34,9 @@ def test_multi_direction_shift_is_the_sum(model):
     h = torch.randn(2, model.h_channels, 8, 8)
     emb = torch.randn(2, model.emb_channels)
     both = block.delta(h, emb, [(0, 1.5), (3, -2.0)])
-    torch.testing.assert_close(both, 1.5 * block(h, emb, torch.tensor([0, 0])) - 2.0 * block(h, emb, torch.tensor([3, 3])))
+    torch.testing.assert_close(
+        both, 1.5 * block(h, emb, torch.tensor([0, 0])) - 2.0 * block(h, emb, torch.tensor([3, 3]))
+    )
     per_sample = block.delta(h, emb, [(torch.tensor([0, 3]), torch.tensor([1.0, -1.0]))])
     torch.testing.assert_close(per_sample[1], -block(h, emb, torch.tensor([3, 3]))[1])
     with pytest.raises(ValueError, match="K=4"):

@@ -1,4 +1,5 @@
 """``hspace show``: grids, overview, GIFs and the page, on a tiny run trained for two steps."""
+
 import json
 from pathlib import Path
 
@@ -76,8 +77,13 @@ def test_show_writes_grids_overview_and_page(run_dir, run, tmp_path):
     for name in ("overview.png", "direction-000.png", "direction-002.png"):
         assert f'src="{name}"' in page
     assert "direction 2: stroke &lt;width&gt;" in page and "direction 1" not in page
-    for row in ("<th>K</th><td>4</td>", "<th>S</th><td>2</td>", "<th>M</th><td>3</td>", "<th>t_stop</th><td>400</td>",
-                "<th>step</th><td>3</td>"):  # fmt: skip
+    for row in (
+        "<th>K</th><td>4</td>",
+        "<th>S</th><td>2</td>",
+        "<th>M</th><td>3</td>",
+        "<th>t_stop</th><td>400</td>",
+        "<th>step</th><td>3</td>",
+    ):
         assert row in page
     assert "<th>model</th><td>tiny</td>" in page and "--directions 0,2 --seeds 0-1 --magnitudes=3" in page
     assert "://" not in page  # self-contained
@@ -111,8 +117,13 @@ def test_default_output_folders(run_dir, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "text, expected",
-    [("0-7", list(range(8))), ("0,3,5", [0, 3, 5]), ("0-3,8", [0, 1, 2, 3, 8]), (" 1 , 4-5,", [1, 4, 5]),
-     ("3,3,1", [3, 1])],  # fmt: skip
+    [
+        ("0-7", list(range(8))),
+        ("0,3,5", [0, 3, 5]),
+        ("0-3,8", [0, 1, 2, 3, 8]),
+        (" 1 , 4-5,", [1, 4, 5]),
+        ("3,3,1", [3, 1]),
+    ],
 )
 def test_parse_indices(text, expected):
     assert parse_indices(text) == expected
@@ -157,7 +168,13 @@ def test_cli_show(run_dir, tmp_path, capsys):
     argv = ["show", str(run_dir), "--out", str(out), "--directions", "0-1", "--seeds", "0-1", "--magnitudes", "3"]
     assert main(argv) == 0
     assert str(out / "index.html") in capsys.readouterr().out
-    assert {p.name for p in out.iterdir()} == {"direction-000.png", "direction-001.png", "overview.png", "index.html", "sweeps.json"}
+    assert {p.name for p in out.iterdir()} == {
+        "direction-000.png",
+        "direction-001.png",
+        "overview.png",
+        "index.html",
+        "sweeps.json",
+    }
     assert Image.open(out / "direction-001.png").size == Layout(2, 3, 64, 64).size
     # Values starting with a minus sign go after '=', as the page's command writes them.
     assert main(["show", str(run_dir), "--out", str(out), "--directions=0", "--seeds=0", "--magnitudes=-1,0,.5"]) == 0
@@ -212,7 +229,15 @@ def test_reproduce_command_parses_to_the_runs_settings(run, tmp_path, overrides)
     model, parsed_cfg, out = discover_settings(build_parser().parse_args(argv[1:]))
     assert (model, parsed_cfg, out) == ("tiny", cfg, tmp_path / "again")
     if not overrides:  # the tiny preset with three changes: only those are written
-        assert argv[2:] == ["--preset", "tiny", "--out", str(tmp_path / "again"), "--M=3", "--batch-size=4", "--train-steps=3"]
+        assert argv[2:] == [
+            "--preset",
+            "tiny",
+            "--out",
+            str(tmp_path / "again"),
+            "--M=3",
+            "--batch-size=4",
+            "--train-steps=3",
+        ]
 
 
 def test_page_commands_run_for_a_shipped_run(run_dir, tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
 """The optimised algorithm: cached real chains, a memory budget, a tuned UNet, same gradients."""
+
 import copy
 import threading
 
@@ -30,8 +31,11 @@ def _setup(model, cfg, n=6):
     modules = DiscoveryModules(model, cfg)
     randomize_(modules.shift_block, std=0.05, seed=4)
     g = torch.Generator().manual_seed(5)
-    batch = (torch.randn(n, 1, 16, 16, generator=g), torch.randint(0, cfg.K, (n,), generator=g),
-             (torch.rand(n, generator=g) * 2 - 1) * cfg.S)  # fmt: skip
+    batch = (
+        torch.randn(n, 1, 16, 16, generator=g),
+        torch.randint(0, cfg.K, (n,), generator=g),
+        (torch.rand(n, generator=g) * 2 - 1) * cfg.S,
+    )
     return modules, batch
 
 
@@ -45,7 +49,9 @@ def test_cached_real_chains_give_the_same_gradients(model):
     cfg = DiscoveryConfig(K=3, S=2.0, M=4, t_stop=400, batch_size=6, keep_graph_steps=0)  # fusing aside (below)
     modules, batch = _setup(model, cfg)
     with torch.no_grad():  # the real chains of the last 4 samples, as an earlier step computed them
-        x0_real = run_chains(model, modules.shift_block, batch[0], [(batch[1], batch[2])], uniform_timesteps(4), 400, 0).x0_real
+        x0_real = run_chains(
+            model, modules.shift_block, batch[0], [(batch[1], batch[2])], uniform_timesteps(4), 400, 0
+        ).x0_real
     fresh = _gradients(model, copy.deepcopy(modules), batch, cfg)
     cached = _gradients(model, copy.deepcopy(modules), batch, cfg, x0_cached=x0_real[2:])
     assert set(cached) == set(fresh)
@@ -104,7 +110,13 @@ def test_memory_budget_sets_the_kept_steps(model):
     for budget, kept in budgets:  # from the last step back, as many as fit
         assert DiscoveryTrainer(model, cfg.replace(memory_budget_mb=budget)).kept_steps == kept
     # Overlapped, the recomputation of the step before the kept ones starts while they live: it needs room too.
-    budgets = [(plain, 0), (2 * plain, 1), (2 * plain + 1.5 * shifted, 2), (2 * plain + 2.5 * shifted, 3), (2 * plain + 3 * shifted, 5)]
+    budgets = [
+        (plain, 0),
+        (2 * plain, 1),
+        (2 * plain + 1.5 * shifted, 2),
+        (2 * plain + 2.5 * shifted, 3),
+        (2 * plain + 3 * shifted, 5),
+    ]
     for budget, kept in budgets:
         assert DiscoveryTrainer(model, cfg.replace(overlap=True, memory_budget_mb=budget * 1.001)).kept_steps == kept
     # Optimised without a budget: the graphs of 5 shifted steps, which hold more than 5 plain steps.
@@ -143,9 +155,16 @@ def test_trainer_and_gradient_check_agree_about_kept_steps(model):
 
 def test_plan_resolves_the_algorithm_once():
     cfg = DiscoveryConfig(M=8, batch_size=4)
-    optimised, checkpointed, vanilla = (cfg.replace(algorithm=a).plan() for a in ("optimised", "checkpointed", "vanilla"))
+    optimised, checkpointed, vanilla = (
+        cfg.replace(algorithm=a).plan() for a in ("optimised", "checkpointed", "vanilla")
+    )
     assert optimised.measures_graphs and optimised.real_cache == 16 and optimised.fuse_real and optimised.bf16 == "cuda"
-    assert (checkpointed.kept(8), checkpointed.real_cache, checkpointed.fuse_real, checkpointed.bf16) == (0, 0, False, "never")
+    assert (checkpointed.kept(8), checkpointed.real_cache, checkpointed.fuse_real, checkpointed.bf16) == (
+        0,
+        0,
+        False,
+        "never",
+    )
     assert vanilla.kept(8) == 8 and cfg.replace(algorithm="vanilla", keep_graph_steps=2).plan().kept(8) == 8
     assert cfg.replace(algorithm="checkpointed", keep_graph_steps=2, real_cache=8, autocast="bf16").plan().kept(8) == 2
     with pytest.raises(ValueError, match="memory budget needs the size of each step's graph"):
@@ -172,7 +191,9 @@ def test_overlapped_recomputation_gives_the_same_gradients_and_restores_threads(
     threads = torch.get_num_threads()
     seen = []  # which threads ran graph steps: the recomputation must leave the main thread
     step = train.shifted_chain_step
-    monkeypatch.setattr(train, "shifted_chain_step", lambda *a: (seen.append(threading.current_thread().name), step(*a))[1])
+    monkeypatch.setattr(
+        train, "shifted_chain_step", lambda *a: (seen.append(threading.current_thread().name), step(*a))[1]
+    )
     overlapped = generator_gradients(model, copy.deepcopy(modules), batch, uniform_timesteps(6), cfg)
     monkeypatch.undo()
     assert torch.get_num_threads() == threads

@@ -1,4 +1,5 @@
 """The discovery step: Algorithm 1 gives the vanilla gradients; the frozen DM never changes."""
+
 import copy
 import math
 
@@ -27,8 +28,11 @@ def _modules(model, cfg):
 
 def _batch(cfg, n=4):
     g = torch.Generator().manual_seed(5)
-    return (torch.randn(n, 1, 16, 16, generator=g), torch.randint(0, cfg.K, (n,), generator=g),
-            (torch.rand(n, generator=g) * 2 - 1) * cfg.S)  # fmt: skip
+    return (
+        torch.randn(n, 1, 16, 16, generator=g),
+        torch.randint(0, cfg.K, (n,), generator=g),
+        (torch.rand(n, generator=g) * 2 - 1) * cfg.S,
+    )
 
 
 @pytest.mark.parametrize(
@@ -39,9 +43,13 @@ def test_checkpointed_gradients_equal_vanilla(model, M, t_stop, keep):
     cfg = DiscoveryConfig(K=3, S=2.0, M=M, t_stop=t_stop, batch_size=4, keep_graph_steps=keep, algorithm="checkpointed")
     ts = uniform_timesteps(M)
     base, batch = _modules(model, cfg), _batch(cfg, n=8 if M == 3 else 4)
-    vanilla = generator_gradients(model, copy.deepcopy(base), batch, ts, cfg.replace(algorithm="vanilla", keep_graph_steps=0))
+    vanilla = generator_gradients(
+        model, copy.deepcopy(base), batch, ts, cfg.replace(algorithm="vanilla", keep_graph_steps=0)
+    )
     checkpointed = generator_gradients(model, copy.deepcopy(base), batch, ts, cfg)
-    assert all(g.abs().max() > 0 for n, g in vanilla.items() if n.startswith("shift_block")), "a parameter got no gradient"
+    assert all(g.abs().max() > 0 for n, g in vanilla.items() if n.startswith("shift_block")), (
+        "a parameter got no gradient"
+    )
     # float32 summation order: up to 1.1e-5 measured (the shift head's first layer, through BatchNorm)
     assert max_relative_difference(checkpointed, vanilla) <= 3e-5
 

@@ -1,4 +1,5 @@
 """Model families behind one interface (``HSpaceModel``) and ``load_model`` to open any of them."""
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,10 @@ def save_model(model: HSpaceModel, path: str | Path, dtype: torch.dtype | None =
 
     if not isinstance(model, ADMModel):
         raise TypeError("save_model writes built-in ADM models; save a diffusers UNet with save_pretrained")
-    sd = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v) for k, v in model.unet.state_dict().items()}
+    sd = {
+        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v)
+        for k, v in model.unet.state_dict().items()
+    }
     return save_tensors(path, sd, MODEL_KIND, model=model.describe())
 
 

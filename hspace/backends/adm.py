@@ -1,4 +1,5 @@
 """The built-in ADM backend: guided-diffusion's flags, its UNet, strict loading with helpful errors."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,11 +16,30 @@ from .base import EncoderState, HSpaceModel
 
 # guided-diffusion flags that do not change the network's function (or only how it is trained).
 IGNORED_FLAGS = {
-    "use_checkpoint", "use_fp16", "timestep_respacing", "use_kl", "rescale_learned_sigmas", "sigma_small", "num_samples", "batch_size", "use_ddim", "clip_denoised",
-    "model_path", "classifier_scale", "lr", "weight_decay", "lr_anneal_steps", "microbatch",
-    "ema_rate", "log_interval", "save_interval", "resume_checkpoint", "fp16_scale_growth", "schedule_sampler",
+    "use_checkpoint",
+    "use_fp16",
+    "timestep_respacing",
+    "use_kl",
+    "rescale_learned_sigmas",
+    "sigma_small",
+    "num_samples",
+    "batch_size",
+    "use_ddim",
+    "clip_denoised",
+    "model_path",
+    "classifier_scale",
+    "lr",
+    "weight_decay",
+    "lr_anneal_steps",
+    "microbatch",
+    "ema_rate",
+    "log_interval",
+    "save_interval",
+    "resume_checkpoint",
+    "fp16_scale_growth",
+    "schedule_sampler",
     "data_dir",
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True)
@@ -60,8 +80,7 @@ class ADMConfig:
         unknown = sorted(k for k in flags if k not in known and k not in IGNORED_FLAGS)
         if unknown:
             raise ValueError(
-                f"unknown model flag(s) {unknown}: use guided-diffusion's names "
-                f"({', '.join(sorted(known))})"
+                f"unknown model flag(s) {unknown}: use guided-diffusion's names ({', '.join(sorted(known))})"
             )
         values = {k: _coerce(known[k].type, k, v) for k, v in flags.items() if k in known}
         cfg = cls(**values)
@@ -81,7 +100,9 @@ class ADMConfig:
             return tuple(float(m) if "." in m else int(m) for m in self.channel_mult.split(","))
         defaults = {512: (0.5, 1, 1, 2, 2, 4, 4), 256: (1, 1, 2, 2, 4, 4), 128: (1, 1, 2, 3, 4), 64: (1, 2, 3, 4)}
         if self.image_size not in defaults:
-            raise ValueError(f"image_size={self.image_size} has no default channel_mult: set channel_mult, e.g. '1,2,2,4'")
+            raise ValueError(
+                f"image_size={self.image_size} has no default channel_mult: set channel_mult, e.g. '1,2,2,4'"
+            )
         return defaults[self.image_size]
 
     def attention_downsamples(self) -> tuple[int, ...]:
@@ -221,7 +242,9 @@ def load_adm_state_dict(model: ADMModel, state_dict: dict[str, torch.Tensor], so
     unexpected = sorted(set(state_dict) - set(expected))
     wrong_shape = sorted(k for k in set(expected) & set(state_dict) if expected[k].shape != state_dict[k].shape)
     if missing or unexpected or wrong_shape:
-        raise ValueError(_mismatch_message(model.config, expected, state_dict, missing, unexpected, wrong_shape, source))
+        raise ValueError(
+            _mismatch_message(model.config, expected, state_dict, missing, unexpected, wrong_shape, source)
+        )
     model.unet.load_state_dict({k: v.to(expected[k].dtype) for k, v in state_dict.items()}, strict=True)
     return model.freeze()
 
@@ -234,7 +257,7 @@ def load_guided_diffusion(path: str | Path, flags: dict | str | None) -> ADMMode
         if not beside.exists():
             raise ValueError(
                 f"{path} holds weights only: pass the flags it was trained with, e.g. "
-                "--model-flags '{\"image_size\": 256, \"num_channels\": 256, ...}' (or put them in "
+                '--model-flags \'{"image_size": 256, "num_channels": 256, ...}\' (or put them in '
                 f"{beside.name} beside it)"
             )
         flags = json.loads(beside.read_text())
@@ -279,7 +302,11 @@ def _guess_wrong_flag(cfg, expected, got, missing, unexpected, wrong_shape) -> s
             return f"in_channels (checkpoint has {g[1]}, flags say {e[1]})"
         if g[0] != e[0]:
             return f"num_channels (checkpoint has {g[0]} base channels, flags say {e[0]})"
-    if "out.2.weight" in got and "out.2.weight" in expected and got["out.2.weight"].shape[0] != expected["out.2.weight"].shape[0]:
+    if (
+        "out.2.weight" in got
+        and "out.2.weight" in expected
+        and got["out.2.weight"].shape[0] != expected["out.2.weight"].shape[0]
+    ):
         return f"learn_sigma (checkpoint outputs {got['out.2.weight'].shape[0]} channels)"
     if any(k.startswith("label_emb") for k in unexpected):
         return "class_cond (the checkpoint is class-conditional: set class_cond=True)"

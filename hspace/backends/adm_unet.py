@@ -5,6 +5,7 @@ Module and parameter names follow guided-diffusion's ``UNetModel`` (``input_bloc
 ``skip_connection`` in res blocks; ``norm``/``qkv``/``proj_out`` in attention) so that its
 checkpoints load strictly.
 """
+
 from __future__ import annotations
 
 import math
@@ -68,11 +69,15 @@ class Downsample(nn.Module):
 class ResBlock(nn.Module):
     """Residual block with time conditioning (scale-shift norm or additive), optional up/down."""
 
-    def __init__(self, channels, emb_channels, dropout, out_channels=None, use_scale_shift_norm=False, up=False, down=False):
+    def __init__(
+        self, channels, emb_channels, dropout, out_channels=None, use_scale_shift_norm=False, up=False, down=False
+    ):
         super().__init__()
         out_channels = out_channels or channels
         self.use_scale_shift_norm = use_scale_shift_norm
-        self.in_layers = nn.Sequential(normalization(channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1))
+        self.in_layers = nn.Sequential(
+            normalization(channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1)
+        )
         self.updown = up or down
         if up:
             self.h_upd, self.x_upd = Upsample(channels, False), Upsample(channels, False)
@@ -208,7 +213,9 @@ class UNetModel(nn.Module):
                     layers.append(res(ch, ch, up=True) if resblock_updown else Upsample(ch, conv_resample, ch))
                     ds //= 2
                 self.output_blocks.append(TimestepEmbedSequential(*layers))
-        self.out = nn.Sequential(normalization(ch), nn.SiLU(), zero_module(nn.Conv2d(input_ch, out_channels, 3, padding=1)))
+        self.out = nn.Sequential(
+            normalization(ch), nn.SiLU(), zero_module(nn.Conv2d(input_ch, out_channels, 3, padding=1))
+        )
 
     def embed(self, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.time_embed(timestep_embedding(t, self.model_channels))

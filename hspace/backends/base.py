@@ -1,4 +1,5 @@
 """The contract every UNet family meets: a frozen eps-predictor split at h-space."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -22,7 +23,9 @@ class EncoderState:
 
     def map(self, fn) -> EncoderState:
         """Apply ``fn`` to every tensor of the state (all have the batch as dim 0)."""
-        return EncoderState(fn(self.emb), tuple(fn(s) for s in self.skips), fn(self.t), {k: fn(v) for k, v in self.extras.items()})
+        return EncoderState(
+            fn(self.emb), tuple(fn(s) for s in self.skips), fn(self.t), {k: fn(v) for k, v in self.extras.items()}
+        )
 
     def repeat(self, n: int) -> EncoderState:
         """The same state for a batch stacked n times along dim 0 (decode ``[h, h_hat]`` in one call)."""

@@ -2,6 +2,7 @@
 
 diffusers is an optional extra, so it is only imported inside functions.
 """
+
 from __future__ import annotations
 
 import copy
