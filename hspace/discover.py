@@ -36,18 +36,7 @@ LOG_FIELDS = [
     "grad_l1",
     "seconds",
 ]
-PLOTTED = (
-    "loss_d",
-    "loss_g",
-    "loss_r",
-    "acc",
-    "rca_running",
-    "rca_heldout",
-    "live_units",
-    "grad_g",
-    "grad_ce",
-    "grad_l1",
-)
+PLOTTED = tuple(f for f in LOG_FIELDS if f not in ("step", "shift_mae_heldout", "seconds"))  # TensorBoard scalars
 # Settings that may change when resuming (how long to train, how gradients are computed); anything
 # else must match the run.
 RESUMABLE_CHANGES = {

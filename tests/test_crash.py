@@ -20,40 +20,11 @@ pytestmark = pytest.mark.slow  # about 80 s each on 2 busy cores: `make test-slo
 KILLS = 3  # per test: each run is killed this many times, then resumed to the end
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # both runs with the same threads: the same float rounding
 
-DISCOVER = [
-    "discover",
-    "--preset",
-    "tiny",
-    "--train-steps",
-    "6",
-    "--batch-size",
-    "4",
-    "--M",
-    "3",
-    "--rca-every",
-    "0",
-    "--checkpoint-every",
-    "1",
-    "--grid-every",
-    "1",
-    "--device",
-    "cpu",
-]
-TRAIN_DM = [
-    "train-dm",
-    "--preset",
-    "tiny",
-    "--train-steps",
-    "8",
-    "--batch-size",
-    "4",
-    "--sample-every",
-    "2",
-    "--checkpoint-every",
-    "1",
-    "--device",
-    "cpu",
-]
+# Cheap runs that checkpoint every step and write a grid (discover) or samples (train-dm) along the way.
+DISCOVER = "discover --preset tiny --train-steps 6 --batch-size 4 --M 3 --rca-every 0 --checkpoint-every 1".split()
+DISCOVER += "--grid-every 1 --device cpu".split()
+TRAIN_DM = "train-dm --preset tiny --train-steps 8 --batch-size 4 --sample-every 2 --checkpoint-every 1".split()
+TRAIN_DM += "--device cpu".split()
 
 
 def hspace(argv: list[str]) -> subprocess.Popen:

@@ -70,38 +70,7 @@ def test_evaluate_cli_writes_report_and_json(run_folder, tmp_path):
 
 
 def test_user_feature_extractor_is_named_clearly(run_folder, tmp_path, capsys):
-    assert (
-        main(
-            [
-                "evaluate",
-                str(run_folder),
-                "--num-pairs",
-                "4",
-                "--recalibrate-pairs",
-                "0",
-                "--out",
-                str(tmp_path),
-                "--features",
-                "torch.nn:Flatten",
-            ]
-        )
-        == 0
-    )
-    assert (
-        main(
-            [
-                "evaluate",
-                str(run_folder),
-                "--num-pairs",
-                "4",
-                "--recalibrate-pairs",
-                "0",
-                "--out",
-                str(tmp_path),
-                "--features",
-                "math:pi",
-            ]
-        )
-        == 2
-    )
+    argv = ["evaluate", str(run_folder), "--num-pairs", "4", "--recalibrate-pairs", "0", "--out", str(tmp_path)]
+    assert main([*argv, "--features", "torch.nn:Flatten"]) == 0
+    assert main([*argv, "--features", "math:pi"]) == 2
     assert "not a torch.nn.Module" in capsys.readouterr().err

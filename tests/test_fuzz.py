@@ -61,62 +61,19 @@ CASES = {
 
 def base_commands(run: str, out: str) -> dict[str, list[str]]:
     """A cheap, valid command line per subcommand (each finishes in about a second on the tiny model)."""
-    cpu = ["--device", "cpu"]
-    return {
-        "discover": [
-            "discover",
-            "--preset",
-            "tiny",
-            "--train-steps",
-            "1",
-            "--batch-size",
-            "2",
-            "--M",
-            "2",
-            "--rca-every",
-            "0",
-            "--grid-every",
-            "0",
-            "--out",
-            f"{out}/discover",
-            *cpu,
-        ],
-        "train-dm": [
-            "train-dm",
-            "--preset",
-            "tiny",
-            "--train-steps",
-            "1",
-            "--batch-size",
-            "2",
-            "--sample-every",
-            "0",
-            "--out",
-            f"{out}/dm",
-            *cpu,
-        ],
-        "show": ["show", run, "--directions", "0", "--seeds", "0", "--magnitudes", "2", "--out", f"{out}/show", *cpu],
-        "edit": [
-            "edit",
-            run,
-            "--image",
-            "mnist:0",
-            "--edit",
-            "0:1",
-            "--sweep",
-            "1",
-            "--inversion-steps",
-            "2",
-            "--out",
-            f"{out}/edit",
-            *cpu,
-        ],
-        "label": ["label", run, "1", "thin"],
-        "export": ["export", run, "--num-samples", "1", "--out", f"{out}/g.safetensors", *cpu],
-        "mos": ["mos", run, "--directions", "0", "--out", f"{out}/mos", *cpu],
-        "evaluate": ["evaluate", run, "--num-pairs", "2", "--recalibrate-pairs", "0", "--out", f"{out}/eval", *cpu],
-        "probe": ["probe", "tiny", "--M", "2", "--batch-size", "1", "--quick", "--sizes", "0.5", *cpu],
+    lines = {
+        "discover": f"discover --preset tiny --train-steps 1 --batch-size 2 --M 2 --rca-every 0 --grid-every 0 --out {out}/d",
+        "train-dm": f"train-dm --preset tiny --train-steps 1 --batch-size 2 --sample-every 0 --out {out}/dm",
+        "show": f"show {run} --directions 0 --seeds 0 --magnitudes 2 --out {out}/show",
+        "edit": f"edit {run} --image mnist:0 --edit 0:1 --sweep 1 --inversion-steps 2 --out {out}/edit",
+        "label": f"label {run} 1 thin",
+        "export": f"export {run} --num-samples 1 --out {out}/g.safetensors",
+        "mos": f"mos {run} --directions 0 --out {out}/mos",
+        "evaluate": f"evaluate {run} --num-pairs 2 --recalibrate-pairs 0 --out {out}/eval",
+        "probe": "probe tiny --M 2 --batch-size 1 --quick --sizes 0.5",
     }
+    no_device = {"label"}
+    return {name: line.split() + ([] if name in no_device else ["--device", "cpu"]) for name, line in lines.items()}
 
 
 def options(command: str) -> list[str]:

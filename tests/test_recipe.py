@@ -83,28 +83,8 @@ def test_discover_logs_held_out_rca_every_n_steps(tmp_path):
 
 def test_cli_recipe_paper_over_a_preset(tmp_path):
     out = tmp_path / "run"
-    assert (
-        main(
-            [
-                "discover",
-                "--preset",
-                "tiny",
-                "--recipe",
-                "paper",
-                "--train-steps",
-                "1",
-                "--batch-size",
-                "4",
-                "--M",
-                "3",
-                "--rca-every",
-                "0",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    argv = "discover --preset tiny --recipe paper --train-steps 1 --batch-size 4 --M 3 --rca-every 0 --out".split()
+    assert main([*argv, str(out)]) == 0
     saved = json.loads((out / "config.json").read_text())["config"]
     assert {k: saved[k] for k in PAPER_RECIPE} == PAPER_RECIPE
 
