@@ -5,7 +5,7 @@ __version__ = "0.1.0"
 # The public names load on first use, so that ``hspace --help`` (which imports this package) needs no torch.
 _EXPORTS = {
     "HSpaceModel": ".backends",
-    "load_model": ".backends",
+    "load_model": ".models",
     "save_model": ".backends",
     "ShiftBlock": ".directions",
     "probe_liveness": ".probe",

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from .backends import load_model
 from .config import DiscoveryConfig
+from .models import load_model
 from .presets import run_preset
 from .speed import tune_model
 from .train import DiscoveryModules, DiscoveryTrainer, generator_gradients, max_relative_difference

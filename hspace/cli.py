@@ -99,7 +99,7 @@ def cmd_bench(args) -> int:
 
 def cmd_probe(args) -> int:
     from .artifacts import atomic_write
-    from .backends import load_model
+    from .models import load_model
     from .probe import probe_liveness
     from .run import resolve_device
 
@@ -315,7 +315,7 @@ def cmd_evaluate(args) -> int:
         raise ValueError(f"--json {args.json} is a folder: give a file path, e.g. eval.json")
     check_run_folder(args.run)
     if args.features is not None:
-        load_feature_extractor(args.features, 1)  # a bad MODULE:ATTR fails before the run is loaded
+        load_feature_extractor(args.features)  # a bad MODULE:ATTR fails before the run is loaded
     if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
         raise ValueError(f"--out {args.out} is a file: give a folder for the report")
     run = load_run(args.run, device=device)

@@ -12,9 +12,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .artifacts import atomic_write, read_checkpoint, remove_stale_temporaries
-from .backends import load_model
 from .config import DiscoveryConfig
 from .distributed import Distributed
+from .models import load_model
 from .monitor import HeldOutPairs
 from .run import model_reference, save_parts
 from .sampling import direction_sweep, magnitudes, seed_noise

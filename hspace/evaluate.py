@@ -23,7 +23,7 @@ from .train import draw_edits, run_chains
 LOG_2 = 0.6931471805599453
 
 
-def load_feature_extractor(spec: str | None, in_channels: int):
+def load_feature_extractor(spec: str | None):
     """``None``: the shipped MNIST classifier's features; ``MODULE:ATTR``: a user's nn.Module (or a factory)."""
     if spec is None:
         from .classifier import load_classifier
@@ -203,7 +203,7 @@ def evaluate(
     start = time.monotonic()
     m = run.model
     device = run.device
-    extractor = load_feature_extractor(features, m.in_channels)
+    extractor = load_feature_extractor(features)
     real, _ = load_dataset(real_source, m.image_size, m.in_channels, split="heldout")
     out.mkdir(parents=True, exist_ok=True)
     rca = reconstructor_accuracy(

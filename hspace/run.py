@@ -20,9 +20,10 @@ from pathlib import Path
 import torch
 
 from .artifacts import atomic_write, load_tensors, save_tensors
-from .backends import HSpaceModel, load_model
+from .backends import HSpaceModel
 from .config import DiscoveryConfig
 from .directions import ShiftBlock
+from .models import load_model
 from .sampling import Directions, direction_sweep
 from .schedule import uniform_timesteps
 

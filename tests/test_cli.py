@@ -9,7 +9,7 @@ from hspace.bench import DEFAULT_ALGORITHMS
 from hspace.cli import main
 
 
-def test_bench_writes_records_and_plot(tmp_path, capsys):
+def test_bench_writes_records_and_plot(tmp_path):
     out = tmp_path / "bench.json"
     assert (
         main(["bench", "--preset", "tiny", "--M", "1,3", "--batch-size", "2", "--repeats", "1", "--json", str(out)])

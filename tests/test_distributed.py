@@ -10,9 +10,9 @@ import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
-from hspace.backends import load_model
 from hspace.config import DiscoveryConfig
 from hspace.distributed import Distributed
+from hspace.models import load_model
 from hspace.train import DiscoveryTrainer
 
 CFG = DiscoveryConfig(K=3, S=2.0, M=3, t_stop=300, batch_size=8, algorithm="checkpointed", seed=1)

@@ -77,7 +77,7 @@ def test_exported_directions_round_trip_and_edit(run, tmp_path):
     assert (mean_t - block).abs().mean() < (block - plain).abs().mean()
 
 
-def test_cli_label_export_edit(run, tmp_path, capsys):
+def test_cli_label_export_edit(run, tmp_path):
     folder = str(run.folder)
     assert main(["label", folder, "2", "slant"]) == 0
     assert main(["export", folder, "--out", str(tmp_path / "g.safetensors"), "--num-samples", "2"]) == 0

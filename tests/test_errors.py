@@ -78,7 +78,7 @@ def test_evaluate_arguments(tiny_run_dir, tmp_path, capsys, extra, message):
     assert not (tmp_path / "eval").exists()
 
 
-def test_evaluate_json_takes_a_path_not_the_run(capsys):
+def test_evaluate_json_takes_a_path_not_the_run():
     args = cli.build_parser().parse_args(["evaluate", "--json", "figures.json", "default"])
     assert (args.run, args.json) == ("default", "figures.json")
 
@@ -197,7 +197,7 @@ def test_train_dm_resume_refuses_other_settings(tmp_path, capsys):
 
 @pytest.mark.parametrize("command, resumable", [("show", False), ("discover", True)])
 def test_interrupt_advises_resume_only_where_there_is_one(command, resumable, monkeypatch, capsys):
-    def interrupted(args):
+    def interrupted(_args):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli, f"cmd_{command}", interrupted)

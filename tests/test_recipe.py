@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from hspace import presets
-from hspace.backends import load_model
 from hspace.cli import main
 from hspace.config import PAPER_RECIPE, RECIPES, DiscoveryConfig
 from hspace.discover import discover
+from hspace.models import load_model
 from hspace.monitor import HeldOutPairs, recalibrate_batch_norm
 from hspace.nets import LeNetReconstructor
 from hspace.train import DiscoveryTrainer, draw_edits

@@ -1,4 +1,4 @@
-"""Model families behind one interface (``HSpaceModel``) and ``load_model`` to open any of them."""
+"""Model families behind one interface (``HSpaceModel``) and ``open_model`` to open any of them from a file."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from .adm import ADMConfig, ADMModel, build_adm, load_adm_state_dict, load_guided_diffusion
 from .base import EncoderState, HSpaceModel
 
-__all__ = ["ADMConfig", "ADMModel", "EncoderState", "HSpaceModel", "build_adm", "load_model", "save_model"]
+__all__ = ["ADMConfig", "ADMModel", "EncoderState", "HSpaceModel", "build_adm", "open_model", "save_model"]
 
 MODEL_KIND = "hspace-model"
 
@@ -28,39 +28,24 @@ def save_model(model: HSpaceModel, path: str | Path, dtype: torch.dtype | None =
     return save_tensors(path, sd, MODEL_KIND, model=model.describe())
 
 
-def load_model(source, flags: dict | str | None = None) -> HSpaceModel:
-    """Open a frozen eps-prediction model.
+def open_model(source, flags: dict | str | None = None) -> HSpaceModel:
+    """Open a frozen eps-prediction model from a file, a folder or an object (names: ``hspace.models.load_model``).
 
-    ``source``: a model preset name (random weights, seeded, for tests and benchmarks: ``"tiny"``), a shipped
-    model name (``"default"``), a ``.safetensors`` file written by hspace, a guided-diffusion ``.pt``
-    state dict with its ``flags`` (guided-diffusion's names plus ``in_channels``), a diffusers
-    ``UNet2DModel`` folder (or pipeline folder), or an in-memory diffusers ``UNet2DModel``.
+    ``source``: a ``.safetensors`` file written by hspace, a guided-diffusion ``.pt`` state dict with its
+    ``flags`` (guided-diffusion's names plus ``in_channels``), a diffusers ``UNet2DModel`` folder (or
+    pipeline folder), an in-memory diffusers ``UNet2DModel``, or an ``HSpaceModel``.
     """
-    from .. import presets
-
     if isinstance(source, HSpaceModel):
         return source.freeze()
     if not isinstance(source, (str, Path)):
         from .diffusers_unet import load_diffusers
 
         return load_diffusers(source)
-    name = str(source)
-    named = name in presets.SHIPPED_MODELS or name in presets.DM_PRESETS
-    if flags is not None and (named or Path(name).is_dir() or Path(name).suffix == ".safetensors"):
-        raise ValueError(f"--model-flags is for a guided-diffusion .pt checkpoint; {name} carries its own: drop it")
-    if name in presets.SHIPPED_MODELS:
-        path = presets.shipped_path(name)
-        if not path.exists():
-            raise ValueError(f"the shipped model {name!r} is missing from this install ({path}): reinstall hspace")
-        return load_model(path)
-    if name in presets.DM_PRESETS:  # an untrained network of that architecture, eps depending on h
-        return build_adm(presets.DM_PRESETS[name], seed=0, fill_zero_init=True)
-    path = Path(name)
+    path = Path(source)
+    if flags is not None and (path.is_dir() or path.suffix == ".safetensors"):
+        raise ValueError(f"--model-flags is for a guided-diffusion .pt checkpoint; {path} carries its own: drop it")
     if not path.exists():
-        raise ValueError(
-            f"no model at {name!r}: give a preset ({', '.join(presets.model_names())}), a .safetensors/.pt file "
-            "or a diffusers folder"
-        )
+        raise ValueError(f"no model at {str(path)!r}: give a .safetensors/.pt file or a diffusers folder")
     if path.is_dir():
         from .diffusers_unet import load_diffusers
 
@@ -74,3 +59,13 @@ def load_model(source, flags: dict | str | None = None) -> HSpaceModel:
     if path.suffix in (".pt", ".pth", ".ckpt", ".bin"):
         return load_guided_diffusion(path, json.loads(flags) if isinstance(flags, str) else flags)
     raise ValueError(f"{path}: unknown model format; expected .safetensors, .pt or a diffusers folder")
+
+
+def __getattr__(name: str):
+    """``hspace.backends.load_model`` as before ``hspace.models``: resolved on use, so that importing the
+    backends never imports the presets (which name models above this layer)."""
+    if name == "load_model":
+        from ..models import load_model
+
+        return load_model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
