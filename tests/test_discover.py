@@ -78,3 +78,14 @@ def test_cli_resume_takes_the_runs_own_settings(tmp_path, capsys):
     assert meta["step"] == 3 and meta["config"]["K"] == 3 and meta["model"]["source"] == "tiny"
     assert main(["discover", "--out", str(out), "--resume", "--K", "4"]) == 2
     assert "--resume with other settings (K: run has 3, now 4)" in capsys.readouterr().err
+
+
+def test_first_step_says_what_makes_it_slow(tmp_path, capsys):
+    discover("tiny", CFG.replace(train_steps=1), tmp_path / "optimised", grid_every=0, rca_every=0)
+    assert (
+        "step 1 also measures each chain step's graph memory and fills the real-chain cache" in capsys.readouterr().out
+    )
+    discover(
+        "tiny", CFG.replace(train_steps=1, algorithm="checkpointed"), tmp_path / "plain", grid_every=0, rca_every=0
+    )
+    assert "step 1 also" not in capsys.readouterr().out  # Algorithm 1 measures and caches nothing
