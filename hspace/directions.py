@@ -18,6 +18,14 @@ from .backends.base import EncoderState
 from .layers import normalization
 
 
+def direction_indices(k, batch: int, device, K: int) -> torch.Tensor:
+    """k (a number or one index per sample) as indices [batch], checked to be in 0..K-1 (on CPU: no GPU sync)."""
+    k = torch.as_tensor(k, device=device, dtype=torch.long).expand(batch)
+    if not k.is_cuda and ((k < 0).any() or (k >= K).any()):
+        raise ValueError(f"direction index out of range: K={K} directions (0..{K - 1})")
+    return k
+
+
 class ShiftBlock(nn.Module):
     """``f_t(h, k)``: GroupNorm, SiLU, 1x1 conv, plus the frozen UNet's time embedding, GroupNorm, SiLU,
     then the k-th of K independent 1x1 output convs.
@@ -46,12 +54,8 @@ class ShiftBlock(nn.Module):
         """Per-sample output conv ``sum_i s_i W[k_i]`` [N x C x C] and bias [N x C] for a list of (k, s)."""
         weight = bias = 0
         for k, s in edits:
-            k = torch.as_tensor(k, device=device, dtype=torch.long).expand(batch)
+            k = direction_indices(k, batch, device, self.num_directions)
             s = torch.as_tensor(s, device=device, dtype=self.out_weight.dtype).expand(batch)
-            if not k.is_cuda and ((k < 0).any() or (k >= self.num_directions).any()):  # no GPU sync
-                raise ValueError(
-                    f"direction index out of range: this block has K={self.num_directions} directions (0..{self.num_directions - 1})"
-                )
             weight = weight + s[:, None, None] * self.out_weight[k]
             bias = bias + s[:, None] * self.out_bias[k]
         return weight, bias
@@ -104,11 +108,7 @@ class GlobalDirections:
         table = table.to(h.device, h.dtype)
         delta = torch.zeros_like(h)
         for k, s in edits:
-            k = torch.as_tensor(k, device=h.device).long().expand(h.shape[0])
-            if not k.is_cuda and ((k < 0).any() or (k >= self.num_directions).any()):
-                raise ValueError(
-                    f"direction index out of range: K={self.num_directions} directions (0..{self.num_directions - 1})"
-                )
+            k = direction_indices(k, h.shape[0], h.device, self.num_directions)
             s = torch.as_tensor(s, device=h.device, dtype=h.dtype).expand(h.shape[0])
             delta = delta + s[:, None, None, None] * table[k]
         return delta
