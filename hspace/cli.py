@@ -400,7 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .config import RECIPES  # no torch: the parser stays import-light
     from .presets import DM_PRESETS, RUN_PRESETS
 
-    parser = OneLineParser(prog="hspace", description=__doc__.split("\n")[0])
+    description = "Discover editing directions in a diffusion model's h-space, look at them, score and edit with them."
+    parser = OneLineParser(prog="hspace", description=description)
     parser.add_argument("--version", action="version", version=f"hspace {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
