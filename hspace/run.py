@@ -66,8 +66,9 @@ def resolve_device(text: str) -> str:
         raise ValueError(f"--device {text}: give cpu, cuda, cuda:N or auto")
     if not torch.cuda.is_available():
         raise ValueError(f"--device {text}: CUDA is not available on this machine; use --device cpu")
-    if index and int(index) >= torch.cuda.device_count():
-        raise ValueError(f"--device {text}: this machine has {torch.cuda.device_count()} CUDA device(s), 0..")
+    count = torch.cuda.device_count()
+    if index and int(index) >= count:
+        raise ValueError(f"--device {text}: this machine has {count} CUDA device(s): give cuda:0..cuda:{count - 1}")
     return text
 
 
