@@ -157,22 +157,22 @@ def build_page(editor: Editor):
         def zero_sliders():
             return [0.0] * len(sliders) + [None, None]
 
-        after = {"fn": render_sweep, "inputs": [last_moved, *inputs], "outputs": [sweep]}
+        # Every event that renders queues behind the others in order (one queue), and a change made while one
+        # is pending is kept, not dropped (Gradio's default drops it): the last image always shows the last state.
+        queued = {"trigger_mode": "always_last", "concurrency_id": "render", "concurrency_limit": 1}
+        rendered = {"fn": render, "inputs": [last_moved, *inputs], "outputs": shown, "concurrency_id": "render"}
+        after = {"fn": render_sweep, "inputs": [last_moved, *inputs], "outputs": [sweep], "concurrency_id": "render"}
         for k in range(editor.K):
-            moved = by_index[k].release(functools.partial(render_moved, k), inputs=inputs, outputs=[last_moved, *shown])
-            moved.then(**after)
-        # Numbers count when typed out (Enter or leaving the box), settings when released: one chain per change.
+            moved_k = functools.partial(render_moved, k)
+            by_index[k].release(moved_k, inputs=inputs, outputs=[last_moved, *shown], **queued).then(**after)
+        # Numbers count when typed out (Enter or leaving the box), settings when released.
         settled = [seed.submit, seed.blur, digit.submit, digit.blur, steps.release, t_stop.release]
-        gr.on(settled, render, inputs=[last_moved, *inputs], outputs=shown).then(**after)
-        kind.input(pick_kind, inputs=[kind], outputs=[steps]).then(
-            render, inputs=[last_moved, *inputs], outputs=shown
-        ).then(**after)
-        upload.upload(uploaded, inputs=[upload], outputs=[kind]).then(pick_kind, inputs=[kind], outputs=[steps]).then(
-            render, inputs=[last_moved, *inputs], outputs=shown
-        )
-        reset.click(zero_sliders, outputs=[*sliders, last_moved, sweep]).then(
-            render, inputs=[last_moved, *inputs], outputs=shown
-        )
+        gr.on(settled, **rendered, trigger_mode="always_last", concurrency_limit=1).then(**after)
+        kind.input(pick_kind, inputs=[kind], outputs=[steps], **queued).then(**rendered).then(**after)
+        upload.upload(uploaded, inputs=[upload], outputs=[kind], **queued).then(
+            pick_kind, inputs=[kind], outputs=[steps]
+        ).then(**rendered)
+        reset.click(zero_sliders, outputs=[*sliders, last_moved, sweep], **queued).then(**rendered)
         page.load(render, inputs=[last_moved, *inputs], outputs=shown)
     return page
 
@@ -225,5 +225,5 @@ def serve(run_ref: str, host: str = "127.0.0.1", port: int | None = None, device
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def _interrupt(signum, frame) -> None:
+def _interrupt(_signum, _frame) -> None:
     raise KeyboardInterrupt

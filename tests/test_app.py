@@ -7,10 +7,10 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import exit_code
 from PIL import Image
 
 import hspace
+from conftest import exit_code
 from hspace import app_state
 from hspace.app_state import Editor, PageError, PageState, Source, check_upload, enlarge, read_ranking
 from hspace.data import load_images
@@ -162,7 +162,7 @@ def test_sweep_strip_is_the_last_moved_direction_from_minus_to_plus_S(editor, ru
     assert np.array_equal(view.sweep, app_state.strip(row[0]))
 
 
-def test_other_t_stop_and_steps_reach_the_chain_and_the_code(editor, run):
+def test_other_t_stop_and_steps_reach_the_chain_and_the_code(editor):
     view = editor.update(state(editor, Source("digit", digit=0), [1.0, 0.0, 0.0, 0.0], steps=2, t_stop=100))
     assert "t_stop" in view.command and view.command.startswith("#")  # `hspace edit` has the run's t_stop only
     assert "t_stop=100" in view.python and "uniform_timesteps(2," in view.python

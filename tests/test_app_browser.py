@@ -5,6 +5,7 @@ Skipped where Gradio, selenium, Chromium or its driver are missing (pip install 
 apt install chromium chromium-driver). ``HSPACE_APP_SCREENSHOT=docs/app.png`` also saves the page's picture.
 """
 
+import importlib.util
 import io
 import os
 import shutil
@@ -25,10 +26,12 @@ from hspace.data import load_images
 from hspace.run import load_run
 from hspace.viz import to_uint8
 
-pytest.importorskip("gradio")
-webdriver = pytest.importorskip("selenium.webdriver")
+# Checked without importing: collecting this file in `make test` must not pay for Gradio's import (about 7 s).
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.skipif(
+        not all(importlib.util.find_spec(m) for m in ("gradio", "selenium")), reason="needs gradio and selenium"
+    ),
     pytest.mark.skipif(
         not (shutil.which("chromium") and shutil.which("chromedriver")), reason="needs chromium and chromedriver"
     ),
@@ -62,6 +65,7 @@ def downloads(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(downloads):
+    from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
