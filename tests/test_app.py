@@ -1,5 +1,6 @@
 """``hspace app``'s logic without a browser or Gradio: page state -> edits -> images -> the code that reproduces them."""
 
+import importlib.util
 import json
 import shlex
 import sys
@@ -248,6 +249,18 @@ def test_app_without_gradio_names_the_extra(monkeypatch, capsys, tiny_run_dir):
     assert exit_code(["app", str(tiny_run_dir)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install 'hspace[app]'" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [(["app", "nowhere"], "not a discovery run"), (["app", "default", "--port", "70000"], "--port 70000")],
+)
+def test_app_arguments_are_checked_before_loading(argv, words, capsys):
+    if importlib.util.find_spec("gradio") is None:
+        pytest.skip("without Gradio the missing extra is the error (tested above)")
+    assert exit_code(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and words in err
 
 
 def test_app_help_is_import_light():
