@@ -48,7 +48,9 @@ def state_from_page(values: tuple, last_moved: int | None) -> PageState:
     """``(kind, seed, digit, upload, steps, t_stop, *sliders)`` as the page sends them."""
     kind, seed, digit, upload, steps, t_stop, *sliders = values
     source = source_from_page(kind, seed, digit, upload)
-    return PageState(source, int(steps or 1), int(t_stop or 0), tuple(float(v or 0.0) for v in sliders), last_moved)
+    # Magnitudes to 6 decimals: the slider's float noise (2.7000000000000002) stays out of the edit and its command.
+    magnitudes = tuple(round(float(v or 0.0), 6) for v in sliders)
+    return PageState(source, int(steps or 1), int(t_stop or 0), magnitudes, last_moved)
 
 
 def page_view(editor: Editor, values: tuple, last_moved: int | None, with_sweep: bool = False) -> PageView:

@@ -205,6 +205,13 @@ def test_values_no_widget_sends_give_a_message(editor, values):
     assert view.edited is None and view.message.startswith("**Cannot edit:**")
 
 
+def test_slider_float_noise_stays_out_of_the_command(editor):
+    from hspace.app import page_view
+
+    view = page_view(editor, ("shipped digit", 0, 2, None, 2, 400, 0.1 + 0.2, 0, 0, 0), None)
+    assert view.edits == [(0, 0.3)] and "--edit 0:0.3" in view.command
+
+
 def test_uploaded_image_is_inverted_as_hspace_edit_loads_it(editor, tmp_path):
     digit = ((load_images("mnist:4", 28, 1)[0, 0] + 1) * 127.5).round().byte().numpy()
     path = png_file(tmp_path / "four.png", digit)
