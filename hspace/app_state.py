@@ -308,14 +308,8 @@ class Editor:
         ts = self.timesteps(steps)
         device = self.run.device
         if not source.inverted:
-            x_T = torch.randn(
-                1,
-                model.in_channels,
-                model.image_size,
-                model.image_size,
-                generator=torch.Generator().manual_seed(source.seed),
-            )
-            x_T = x_T.to(device)
+            shape = (1, model.in_channels, model.image_size, model.image_size)
+            x_T = torch.randn(shape, generator=torch.Generator().manual_seed(source.seed)).to(device)
             return Prepared(x_T, sample(model, x_T, ts), None, None)
         image = self.source_image(source).to(device)
         x_T = invert(model, image, ts)
