@@ -15,9 +15,10 @@ CFG = presets.run_preset("tiny")[1].replace(train_steps=4, batch_size=4, M=3)
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
-    straight = discover("tiny", CFG, tmp_path / "straight", grid_every=0, progress=False)
-    discover("tiny", CFG.replace(train_steps=2), tmp_path / "split", grid_every=0, checkpoint_every=1, progress=False)
-    split = discover("tiny", CFG, tmp_path / "split", resume=True, grid_every=0, progress=False)
+    quick = dict(grid_every=0, rca_pairs=16, progress=False)  # held-out RCA on a few pairs: it must not move training
+    straight = discover("tiny", CFG, tmp_path / "straight", **quick)
+    discover("tiny", CFG.replace(train_steps=2), tmp_path / "split", checkpoint_every=1, **quick)
+    split = discover("tiny", CFG, tmp_path / "split", resume=True, **quick)
     a, b = load_run(straight), load_run(split)
     assert a.step == b.step == 4
     for (name, p), q in zip(a.shift_block.state_dict().items(), b.shift_block.state_dict().values()):
@@ -27,7 +28,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
 
 
 def test_run_folder_carries_its_config(tmp_path):
-    out = discover("tiny", CFG.replace(train_steps=1), tmp_path / "run", grid_every=1, progress=False)
+    out = discover("tiny", CFG.replace(train_steps=1), tmp_path / "run", grid_every=1, rca_every=0, progress=False)
     meta = json.loads((out / "config.json").read_text())
     assert meta["config"]["K"] == CFG.K and meta["model"]["source"] == "tiny" and meta["step"] == 1
     assert (out / "grids" / "step-000001.png").exists()
@@ -37,7 +38,7 @@ def test_run_folder_carries_its_config(tmp_path):
 
 
 def test_run_from_another_model_is_refused(tmp_path):
-    out = discover("tiny", CFG.replace(train_steps=1), tmp_path / "run", grid_every=0, progress=False)
+    out = discover("tiny", CFG.replace(train_steps=1), tmp_path / "run", grid_every=0, rca_every=0, progress=False)
     other = presets.DM_PRESETS["tiny"]
     from hspace.backends import build_adm
 
@@ -68,12 +69,10 @@ def test_bad_discover_input_is_one_line(tmp_path, capsys, extra, message):
 
 def test_cli_resume_takes_the_runs_own_settings(tmp_path, capsys):
     out = tmp_path / "run"
-    assert (
-        main(["discover", "--preset", "tiny", "--model", "tiny", "--train-steps", "2", "--K", "3", "--out", str(out)])
-        == 0
-    )
+    quick = ["--rca-every", "0", "--grid-every", "0", "--device", "cpu"]  # what this test is not about
+    assert main(["discover", "--preset", "tiny", "--train-steps", "2", "--K", "3", "--out", str(out), *quick]) == 0
     # No --preset or --K now: the run's config.json says what they were; only the length changes.
-    assert main(["discover", "--out", str(out), "--resume", "--train-steps", "3"]) == 0
+    assert main(["discover", "--out", str(out), "--resume", "--train-steps", "3", *quick]) == 0
     meta = json.loads((out / "config.json").read_text())
     assert meta["step"] == 3 and meta["config"]["K"] == 3 and meta["model"]["source"] == "tiny"
     assert main(["discover", "--out", str(out), "--resume", "--K", "4"]) == 2
