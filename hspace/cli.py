@@ -305,7 +305,7 @@ def cmd_mos(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .artifacts import atomic_write
-    from .evaluate import check_counts, evaluate, load_feature_extractor, to_json
+    from .evaluate import check_counts, evaluate, load_feature_extractor, summary_line, to_json
     from .run import check_run_folder, load_run, resolve_device
 
     device = resolve_device(args.device)
@@ -323,18 +323,7 @@ def cmd_evaluate(args) -> int:
     r = evaluate(
         run, out, args.num_pairs, args.features, args.real, args.seed, recalibrate_pairs=args.recalibrate_pairs
     )
-    recalibrated = r.get("rca_recalibrated")
-    recalibration = (
-        f"BatchNorm recalibrated: {recalibrated:.3f}"
-        if recalibrated is not None
-        else r.get("rca_recalibrated_note", "no recalibration")
-    )
-    lg, overlap = r["lg_mean"], r["edit_overlap_mean"]
-    print(
-        f"RCA {r['rca']:.3f} ({r['num_pairs']} pairs; {recalibration}), shift MAE {r['shift_mae']:.3f}, "
-        f"FID raw {r['fid_raw']:.2f} / shifted {r['fid_shifted']:.2f}, L_G {lg if lg is None else round(lg, 3)}, "
-        f"edit overlap {overlap if overlap is None else round(overlap, 3)}; {r['seconds']} s"
-    )
+    print(summary_line(r))
     if args.json:
         text = to_json(r)
         atomic_write(args.json, lambda tmp: Path(tmp).write_text(text))

@@ -336,6 +336,20 @@ def _nearest(r: dict, k: int) -> str:
     return f"{near['k']} ({near['cosine']:.2f})" if near else "-"
 
 
+def summary_line(r: dict) -> str:
+    """The figures of ``evaluate`` in one line, for the terminal."""
+    recalibrated = r.get("rca_recalibrated")
+    if recalibrated is not None:
+        recalibration = f"BatchNorm recalibrated: {recalibrated:.3f}"
+    else:
+        recalibration = r.get("rca_recalibrated_note", "no recalibration")
+    lg = "-" if r["lg_mean"] is None else f"{r['lg_mean']:.3f}"
+    overlap = "-" if r["edit_overlap_mean"] is None else f"{r['edit_overlap_mean']:.3f}"
+    rca = f"RCA {r['rca']:.3f} ({r['num_pairs']} pairs; {recalibration}), shift MAE {r['shift_mae']:.3f}"
+    fid = f"FID raw {r['fid_raw']:.2f} / shifted {r['fid_shifted']:.2f}"
+    return f"{rca}, {fid}, L_G {lg}, edit overlap {overlap}; {r['seconds']} s"
+
+
 def to_json(result: dict) -> str:
     """The JSON record (without the bulky curves and matrices)."""
     drop = {"lg_curve", "confusion", "edit_overlap"}
