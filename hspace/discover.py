@@ -195,8 +195,11 @@ def discover(
         else None
     )
     logger = RunLogger(out, trainer.step) if main else None
-    first_work = ["measures each chain step's graph memory"] * trainer.plan.measures_graphs
-    first_work += ["fills the real-chain cache"] * bool(trainer.plan.real_cache)
+    first_work = []  # what the first step does besides training, and so why it is slow
+    if trainer.plan.measures_graphs:
+        first_work.append("measures each chain step's graph memory")
+    if trainer.plan.real_cache and len(trainer.cache) == 0:  # a resumed run brings its cache along
+        first_work.append("fills the real-chain cache")
     if first_work:
         say(f"step {trainer.step + 1} also {' and '.join(first_work)}: it takes longer than the others")
     bar = tqdm(total=cfg.train_steps, initial=trainer.step, desc="discover", disable=not (progress and main))
