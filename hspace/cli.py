@@ -274,7 +274,12 @@ def cmd_export(args) -> int:
     if args.out is not None and Path(args.out).is_dir():
         raise ValueError(f"--out {args.out} is a folder: give a file path, e.g. directions.safetensors")
     run = load_run(args.run, device=device)
-    path = export_directions(run, args.out or run.folder / "global_directions.safetensors", args.num_samples, args.seed)
+    default = (
+        Path(f"global-directions-{run.name}.safetensors")
+        if run.shipped
+        else run.folder / "global_directions.safetensors"
+    )
+    path = export_directions(run, args.out or default, args.num_samples, args.seed)
     print(f"wrote {path}: per-timestep mean shifts and their time-invariant mean for K={run.config.K} directions")
     return 0
 
@@ -499,7 +504,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write time-invariant global directions usable without the shift block")
     p.add_argument("run", help="a run folder or shipped run name")
-    p.add_argument("--out", default=None, help="a .safetensors file (default: <run>/global_directions.safetensors)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="a .safetensors file (default: <run>/global_directions.safetensors; "
+        "./global-directions-<name>.safetensors for a shipped run)",
+    )
     p.add_argument("--num-samples", type=_positive_int, default=20, help="samples averaged per direction (paper: 20)")
     p.add_argument("--seed", type=int, default=0, help="seed of those samples (default: 0)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)

@@ -101,3 +101,13 @@ def test_sweep_zero_column_is_the_reconstruction(run):
     # Batched kernels are not bitwise batch-invariant: 8e-5 measured here, far below a grey level (2 / 255).
     torch.testing.assert_close(swept[:, 2], res.reconstruction, atol=1e-3, rtol=0)
     assert (swept[:, 0] - swept[:, 2]).abs().max() > 1e-3  # the other columns are edits
+
+
+def test_export_of_a_shipped_run_writes_here_not_into_the_package(tiny_run_dir, tmp_path, monkeypatch):
+    from hspace import presets
+
+    monkeypatch.setitem(presets.SHIPPED_RUNS, "default", tiny_run_dir)
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "default", "--num-samples", "1", "--device", "cpu"]) == 0
+    assert load_directions(tmp_path / "global-directions-default.safetensors").num_directions == 4
+    assert not (tiny_run_dir / "global_directions.safetensors").exists()
