@@ -114,7 +114,10 @@ def test_fuzz_subcommand(command, tiny_run_dir, tmp_path, capsys, monkeypatch):
     rng = random.Random(f"hspace-fuzz-{command}")
     base = base_commands(str(tiny_run_dir), str(tmp_path))[command]
     for _ in range(CASES[command]):
-        check(mutate(base, rng), capsys)
+        argv = mutate(base, rng)
+        if rng.random() < 0.5:  # two faults at once, now and then
+            argv = mutate(argv, rng)
+        check(argv, capsys)
 
 
 def test_fuzz_parsers_only(capsys):
