@@ -18,7 +18,7 @@ from hspace import load_model, sample, uniform_timesteps
 from hspace.classifier import load_classifier
 from hspace.data import load_dataset
 from hspace.metrics import frechet_distance
-from hspace.viz import seed_noise
+from hspace.sampling import seed_noise
 
 
 @torch.no_grad()
