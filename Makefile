@@ -29,12 +29,12 @@ test: $(STAMP) lint
 
 # The formatter is run, not silenced: `make format` writes, `make lint` (part of `make test`) checks.
 lint: $(STAMP)
-	$(BIN)/ruff check hspace tests
-	$(BIN)/ruff format --check hspace tests
+	$(BIN)/ruff check hspace tests experiments
+	$(BIN)/ruff format --check hspace tests experiments
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix hspace tests
-	$(BIN)/ruff format hspace tests
+	$(BIN)/ruff check --fix hspace tests experiments
+	$(BIN)/ruff format hspace tests experiments
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow

@@ -111,7 +111,7 @@ def main():
             recon = LeNetReconstructor(model.in_channels, cfg.K)
             opt = torch.optim.Adam(recon.parameters(), lr=1e-3)
             g = torch.Generator().manual_seed(2)
-            for step in range(args.steps):
+            for _ in range(args.steps):
                 idx = torch.randint(0, args.train, (64,), generator=g)
                 logits, shift = recon(x0[idx], xs[idx])
                 loss = F.cross_entropy(logits, k[idx]) + 0.25 * F.l1_loss(shift, s[idx])

@@ -354,11 +354,11 @@ def cmd_train_classifier(args) -> int:
     if Path(out).is_dir():
         raise ValueError(f"--out {out} is a folder: give a .safetensors file")
     torch.set_num_threads(args.threads)
-    r = make_shipped_classifier(out, args.steps, args.batch_size, args.lr, args.seed, progress=True)
+    r = make_shipped_classifier(out, args.train_steps, args.batch_size, args.lr, args.seed, progress=True)
     accuracy = (
         f"held-out accuracy {r['heldout_accuracy_fp32']:.4f} (fp32), {r['heldout_accuracy_fp16']:.4f} (fp16, as saved)"
     )
-    print(f"{r['parameters']:,} parameters, {args.steps} steps in {r['seconds']:.0f}s; {accuracy} -> {r['out']}")
+    print(f"{r['parameters']:,} parameters, {args.train_steps} steps in {r['seconds']:.0f}s; {accuracy} -> {r['out']}")
     return 0
 
 
@@ -593,7 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train-classifier", help="train the MNIST digit classifier that evaluate uses for FID")
     p.add_argument("--out", default=None, help="a .safetensors file (default: the shipped classifier's path)")
-    p.add_argument("--steps", type=_positive_int, default=1000, help="training steps (default: 1000, as shipped)")
+    p.add_argument("--train-steps", type=_positive_int, default=1000, help="training steps (default: 1000, as shipped)")
     p.add_argument("--batch-size", type=_positive_int, default=128, help="default: 128, as shipped")
     p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default: 3e-3, as shipped)")
     p.add_argument("--seed", type=int, default=0, help="default: 0, as shipped")

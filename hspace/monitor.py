@@ -28,8 +28,16 @@ def reconstructor_relus(reconstructor: nn.Module) -> list[nn.ReLU]:
 class HeldOutPairs:
     """``num_pairs`` fixed draws of (x_T, k, s) with their real x0, and the RCA a run state scores on them."""
 
-    def __init__(self, model, cfg: DiscoveryConfig, timesteps, num_pairs: int = 256, seed: int = HELD_OUT_SEED,
-                 device: str | torch.device = "cpu", batch_size: int = 64):  # fmt: skip
+    def __init__(
+        self,
+        model,
+        cfg: DiscoveryConfig,
+        timesteps,
+        num_pairs: int = 256,
+        seed: int = HELD_OUT_SEED,
+        device: str | torch.device = "cpu",
+        batch_size: int = 64,
+    ):
         if num_pairs < 1:
             raise ValueError(f"num_pairs={num_pairs}: give at least one held-out pair")
         self.model, self.cfg, self.timesteps, self.batch_size = model, cfg, list(timesteps), batch_size
@@ -58,8 +66,12 @@ class HeldOutPairs:
         shift_block.eval()
         reconstructor.eval()
         fired = {}
-        hooks = [relu.register_forward_hook(lambda m, i, out: fired.__setitem__(m, fired.get(m, False) | (out > 0).any(0)))
-                 for relu in reconstructor_relus(reconstructor)]  # fmt: skip
+        hooks = [
+            relu.register_forward_hook(
+                lambda m, _inputs, out: fired.__setitem__(m, fired.get(m, False) | (out > 0).any(0))
+            )
+            for relu in reconstructor_relus(reconstructor)
+        ]
         correct, abs_err = 0, 0.0
         try:
             for b in self.batches():

@@ -123,7 +123,7 @@ class _TimedDirections:
     def __init__(self, directions: dict[int, torch.Tensor], size: float):
         self.directions, self.size = directions, size
 
-    def shift(self, h, state, edits):
+    def shift(self, h, state, _edits):
         d = self.directions[int(state.t[0])]
         d = d / _per_sample_norm(d).clamp_min(1e-12).view(-1, *[1] * (d.dim() - 1))
         return self.size * _per_sample_norm(h).view(-1, *[1] * (h.dim() - 1)) * d.expand_as(h)
@@ -216,7 +216,10 @@ def _verdict(report: LivenessReport) -> tuple[bool | None, str]:
     d = report.delta_x0_random[key]
     what = f"random h shifts of {key} x |h| for t >= {report.t_stop} move x0 by {d:.3f} on average"
     if d < DEAD_BELOW:
-        return False, f"DORMANT h-space: {what} (< {DEAD_BELOW}); expect few distinct directions, and only with large shifts"
+        return (
+            False,
+            f"DORMANT h-space: {what} (< {DEAD_BELOW}); expect few distinct directions, and only with large shifts",
+        )
     if d < LIVE_ABOVE:
         return None, f"WEAK h-space: {what} ({DEAD_BELOW}..{LIVE_ABOVE}); directions need large shifts"
     return True, f"LIVE h-space: {what} (>= {LIVE_ABOVE})"
