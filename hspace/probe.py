@@ -114,7 +114,7 @@ def _decode_from_skip(
     """eps with skip ``index`` replaced by ``skip``."""
     skips = list(state.skips)
     skips[index] = skip
-    return model.decode(h, EncoderState(state.emb, tuple(skips), state.t, state.extras))
+    return model.decode(h, EncoderState(state.emb, tuple(skips), state.t))
 
 
 class _TimedDirections:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -19,13 +19,10 @@ class EncoderState:
     emb: torch.Tensor
     skips: tuple[torch.Tensor, ...]
     t: torch.Tensor
-    extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def map(self, fn) -> EncoderState:
         """Apply ``fn`` to every tensor of the state (all have the batch as dim 0)."""
-        return EncoderState(
-            fn(self.emb), tuple(fn(s) for s in self.skips), fn(self.t), {k: fn(v) for k, v in self.extras.items()}
-        )
+        return EncoderState(fn(self.emb), tuple(fn(s) for s in self.skips), fn(self.t))
 
     def repeat(self, n: int) -> EncoderState:
         """The same state for a batch stacked n times along dim 0 (decode ``[h, h_hat]`` in one call)."""
