@@ -30,8 +30,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .metrics import reconstruction_error
 from .run import Run
-from .sampling import direction_sweep, invert, magnitudes, sample
+from .sampling import direction_sweep, invert, magnitudes, sample, seed_noise
 from .schedule import uniform_timesteps
 from .viz import to_uint8
 
@@ -302,19 +303,16 @@ class Editor:
         return self._prepared.get((source, steps), lambda: self._prepare(source, steps))
 
     def _prepare(self, source: Source, steps: int) -> Prepared:
-        from .edit import EditResult
-
         model = self.run.model
         ts = self.timesteps(steps)
         device = self.run.device
         if not source.inverted:
-            shape = (1, model.in_channels, model.image_size, model.image_size)
-            x_T = torch.randn(shape, generator=torch.Generator().manual_seed(source.seed)).to(device)
+            x_T = seed_noise([source.seed], model.in_channels, model.image_size).to(device)  # as `edit --image seed:N`
             return Prepared(x_T, sample(model, x_T, ts), None, None)
         image = self.source_image(source).to(device)
         x_T = invert(model, image, ts)
         reconstruction = sample(model, x_T, ts)
-        error = EditResult(image, x_T, reconstruction, None).reconstruction_error()
+        error = reconstruction_error(reconstruction, image)
         return Prepared(x_T, reconstruction, image, error)
 
     def edited(self, source: Source, steps: int, t_stop: int, edits: list[tuple[int, float]]) -> torch.Tensor:
@@ -393,13 +391,15 @@ class Editor:
     # ------------------------------------------------ the code that reproduces the edited image
 
     def command(self, state: PageState, edits: list[tuple[int, float]]) -> str:
-        """The ``hspace edit`` command whose ``edited.png`` is this image, or why there is none."""
-        if not state.source.inverted:
-            return "# `hspace edit` edits real images; a generated sample is reproduced by the Python call"
-        if state.t_stop != self.run.config.t_stop:
-            return f"# `hspace edit` shifts with the run's t_stop ({self.run.config.t_stop}); for t_stop {state.t_stop} use the Python call"
-        image = f"mnist:{state.source.digit}" if state.source.kind == "digit" else (state.source.name or "IMAGE")
+        """The ``hspace edit`` command whose ``edited.png`` is this image."""
+        image = {
+            "seed": f"seed:{state.source.seed}",
+            "digit": f"mnist:{state.source.digit}",
+            "upload": state.source.name or "IMAGE",
+        }[state.source.kind]
         words = ["hspace", "edit", self.run_ref, "--image", image, "--inversion-steps", str(state.steps)]
+        if state.t_stop != self.run.config.t_stop:
+            words += ["--t-stop", str(state.t_stop)]
         for k, s in edits:
             words += ["--edit", f"{k}:{s!r}"]
         return shlex.join(words)

@@ -248,10 +248,14 @@ def cmd_edit(args) -> int:
         args.inversion_steps,
         global_directions=args.global_directions,
         device=device,
+        t_stop=args.t_stop,
     )
     err = report["reconstruction_error"]
-    errors = f"MAE {err['mae']:.4f}, MSE {err['mse']:.5f}, PSNR {err['psnr_db']:.1f} dB"
-    print(f"inversion ({args.inversion_steps} DDIM steps) reconstruction error: {errors}")
+    if err is None:
+        print(f"generated {args.image} with {args.inversion_steps} DDIM steps (no inversion)")
+    else:
+        errors = f"MAE {err['mae']:.4f}, MSE {err['mse']:.5f}, PSNR {err['psnr_db']:.1f} dB"
+        print(f"inversion ({args.inversion_steps} DDIM steps) reconstruction error: {errors}")
     print(f"wrote {', '.join(report['files'])} and report.json in {out}")
     return 0
 
@@ -471,7 +475,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("edit", help="edit real images: DDIM inversion, then the run's directions")
     p.add_argument("run", help="a run folder or shipped run name")
-    p.add_argument("--image", required=True, help="an image file, a folder of images, or mnist:INDEX (held-out digits)")
+    p.add_argument(
+        "--image",
+        required=True,
+        help="an image file, a folder of images, mnist:INDEX (held-out digits) or seed:N (a generated sample, x_T from seed N)",
+    )
     p.add_argument(
         "--edit",
         action="append",
@@ -483,8 +491,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--sweep", action="append", default=[], metavar="K", help="a row of s from -S to S for this direction"
     )
     p.add_argument(
-        "--inversion-steps", type=int, default=100, help="DDIM steps for inversion and editing (default and paper: 100)"
+        "--inversion-steps",
+        type=int,
+        default=100,
+        help="DDIM steps for inversion and editing; for seed:N, of the sampling chain (default and paper: 100)",
     )
+    p.add_argument("--t-stop", type=int, default=None, help="shift while t >= T (default: the run's t_stop)")
     p.add_argument("--steps", dest="inversion_steps", type=int, help=argparse.SUPPRESS)  # the name before
     p.add_argument(
         "--global-directions",

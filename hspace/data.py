@@ -20,7 +20,7 @@ MNIST_TRAIN = 9000  # the shipped digits are shuffled: the first 9,000 train, th
 
 def to_model_range(images_uint8: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 [N x H x W] or [N x C x H x W] -> float [N x C x H x W] in [-1, 1]."""
-    x = torch.as_tensor(np.asarray(images_uint8)).float() / 127.5 - 1.0
+    x = torch.as_tensor(np.array(images_uint8)).float() / 127.5 - 1.0  # a copy: decoded images may be read-only
     return x[:, None] if x.ndim == 3 else x
 
 

@@ -80,3 +80,10 @@ def edit_overlap(changes: torch.Tensor) -> torch.Tensor:
     reconstructor can tell apart (RCA stays low however long it trains)."""
     d = torch.nn.functional.normalize(changes.flatten(2).double(), dim=2)  # [K x R x P]
     return torch.einsum("irp,jrp->ijr", d, d).mean(2).float()
+
+
+def reconstruction_error(reconstruction: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """Mean absolute and mean squared error in [-1, 1] units, and PSNR (dB, peak-to-peak 2)."""
+    mse = (reconstruction - target).pow(2).mean().item()
+    psnr = 10 * torch.log10(torch.tensor(4.0 / max(mse, 1e-12))).item()
+    return {"mae": (reconstruction - target).abs().mean().item(), "mse": mse, "psnr_db": psnr}

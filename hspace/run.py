@@ -260,15 +260,17 @@ class Run:
         mags: Sequence[float],
         timesteps: Sequence[int] | None = None,
         directions: Directions | None = None,
+        t_stop: int | None = None,
     ) -> torch.Tensor:
         """Direction k from each x_T [R x C x H x W] at each magnitude: [R x n x C x H x W].
 
         ``timesteps``: another chain than the run's (``edit`` inverts with its own); ``directions``:
-        exported global directions instead of the shift block.
+        exported global directions instead of the shift block; ``t_stop``: another than the run's.
         """
         chain = self.timesteps if timesteps is None else timesteps
         block = self.shift_block if directions is None else directions
-        return direction_sweep(self.model, block, chain, self.config.t_stop, k, x_T, mags)
+        t_stop = self.config.t_stop if t_stop is None else t_stop
+        return direction_sweep(self.model, block, chain, t_stop, k, x_T, mags)
 
     def load_part(self, part: str, module: torch.nn.Module) -> torch.nn.Module:
         tensors, _ = load_tensors(self.folder / f"{part}.safetensors", KIND.format(part))

@@ -111,7 +111,7 @@ def test_edited_seed_image_is_hspace_sample_and_the_python_call(editor, run):
     plain = hspace.sample(run.model, x_T, ts)
     assert np.array_equal(view.original, enlarge(plain)) and not np.array_equal(view.original, view.edited)
     assert np.array_equal(np.asarray(Image.open(view.download)), enlarge(expected, min_px=1))  # the PNG, unscaled
-    assert view.command.startswith("#") and "Python" in view.command  # `hspace edit` takes real images only
+    assert shlex.split(view.command)[3:5] == ["--image", "seed:5"]
 
 
 def test_digit_edit_matches_the_hspace_edit_command(editor, run, monkeypatch, tmp_path):
@@ -134,6 +134,24 @@ def test_digit_edit_matches_the_hspace_edit_command(editor, run, monkeypatch, tm
     assert np.array_equal(view.edited, enlarge(seen["result"].edited))
     assert np.array_equal(view.original, enlarge(seen["result"].reconstruction))
     assert torch.equal(exec_python_call(view.python), seen["result"].edited)
+
+
+def test_seed_edit_with_other_t_stop_matches_the_hspace_edit_command(editor, monkeypatch, tmp_path):
+    import hspace.edit
+
+    view = editor.update(state(editor, Source("seed", seed=9), [0.75, 0.0, 0.0, -1.0], t_stop=200))
+    seen = {}
+
+    def recording(*args, **kwargs):
+        seen["result"] = result = edit_noise(*args, **kwargs)
+        return result
+
+    edit_noise = hspace.edit.edit_noise
+    monkeypatch.setattr(hspace.edit, "edit_noise", recording)
+    argv = shlex.split(view.command)[1:]
+    assert exit_code([*argv, "--out", str(tmp_path / "edit"), "--device", "cpu"]) == 0
+    assert np.array_equal(view.edited, enlarge(seen["result"].edited))
+    assert np.array_equal(view.original, enlarge(seen["result"].reconstruction))
 
 
 def test_inversion_and_unedited_chain_are_computed_once_per_source(editor, monkeypatch):
@@ -165,7 +183,7 @@ def test_sweep_strip_is_the_last_moved_direction_from_minus_to_plus_S(editor, ru
 
 def test_other_t_stop_and_steps_reach_the_chain_and_the_code(editor):
     view = editor.update(state(editor, Source("digit", digit=0), [1.0, 0.0, 0.0, 0.0], steps=2, t_stop=100))
-    assert "t_stop" in view.command and view.command.startswith("#")  # `hspace edit` has the run's t_stop only
+    assert "--t-stop 100" in view.command and "--inversion-steps 2" in view.command
     assert "t_stop=100" in view.python and "uniform_timesteps(2," in view.python
     assert np.array_equal(view.edited, enlarge(exec_python_call(view.python)))
 

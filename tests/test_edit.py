@@ -8,10 +8,10 @@ import torch
 from hspace import sample
 from hspace.cli import main
 from hspace.directions import load_directions, mean_shifts
-from hspace.edit import edit_images
+from hspace.edit import edit_images, edit_noise
 from hspace.export import export_directions
 from hspace.run import load_run, parse_edit, read_labels, write_label
-from hspace.sampling import magnitudes
+from hspace.sampling import magnitudes, seed_noise
 from hspace.schedule import uniform_timesteps
 
 
@@ -111,3 +111,34 @@ def test_export_of_a_shipped_run_writes_here_not_into_the_package(tiny_run_dir, 
     assert main(["export", "default", "--num-samples", "1", "--device", "cpu"]) == 0
     assert load_directions(tmp_path / "global-directions-default.safetensors").num_directions == 4
     assert not (tiny_run_dir / "global_directions.safetensors").exists()
+
+
+def test_edit_of_a_generated_sample_is_hspace_sample_with_its_t_stop(run, tmp_path):
+    """`--image seed:N` edits the sample x_T = seed_noise([N]) generates; `--t-stop` replaces the run's."""
+    out = tmp_path / "seed"
+    argv = ["edit", str(run.folder), "--image", "seed:4,6", "--edit", "1:1.5", "--inversion-steps", "5"]
+    assert main([*argv, "--t-stop", "200", "--sweep", "1", "--out", str(out), "--device", "cpu"]) == 0
+    x_T = seed_noise([4, 6], 1, 16)
+    ts = uniform_timesteps(5)
+    edited = sample(run.model, x_T, ts, directions=run.shift_block, edits=[(1, 1.5)], t_stop=200)
+    assert torch.equal(edit_noise(run, x_T, [(1, 1.5)], steps=5, t_stop=200).edited, edited)
+    report = json.loads((out / "report.json").read_text())
+    assert report["t_stop"] == 200 and report["reconstruction_error"] is None
+    assert {"input.png", "reconstruction.png", "edited.png", "sweep-001.png"} <= set(report["files"])
+    run_t_stop = edit_noise(run, x_T, [(1, 1.5)], steps=5).edited  # the run's t_stop, 400: fewer shifted steps
+    assert not torch.equal(run_t_stop, edited)
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--image", "seed:x"], "write seed:3"),
+        (["--image", "seed:-1"], "seeds run 0"),
+        (["--image", "seed:1", "--t-stop", "1000"], "--t-stop 1000"),
+    ],
+)
+def test_bad_seed_and_t_stop_are_one_line_errors(run, tmp_path, capsys, argv, words):
+    assert main(["edit", str(run.folder), *argv, "--edit", "0:1", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and "\n" not in err
+    assert not (tmp_path / "x").exists()
