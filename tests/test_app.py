@@ -114,44 +114,38 @@ def test_edited_seed_image_is_hspace_sample_and_the_python_call(editor, run):
     assert shlex.split(view.command)[3:5] == ["--image", "seed:5"]
 
 
-def test_digit_edit_matches_the_hspace_edit_command(editor, run, monkeypatch, tmp_path):
-    """The shown command, run as it is, computes the very image the page shows."""
+def run_shown_command(view, monkeypatch, out):
+    """Run the page's `hspace edit` command as shown; the EditResult it computed."""
     import hspace.edit
 
-    view = editor.update(state(editor, Source("digit", digit=7), [0.0, 0.0, 1.25, 0.5], steps=4))
-    assert "Inversion reconstruction error: MAE" in view.message
     seen = {}
-
-    def recording(*args, **kwargs):
-        seen["result"] = result = edit_images(*args, **kwargs)
-        return result
-
-    edit_images = hspace.edit.edit_images
-    monkeypatch.setattr(hspace.edit, "edit_images", recording)
-    argv = shlex.split(view.command)[1:]
-    assert argv[:4] == ["edit", str(run.folder), "--image", "mnist:7"]
-    assert exit_code([*argv, "--out", str(tmp_path / "edit"), "--device", "cpu"]) == 0
-    assert np.array_equal(view.edited, enlarge(seen["result"].edited))
-    assert np.array_equal(view.original, enlarge(seen["result"].reconstruction))
-    assert torch.equal(exec_python_call(view.python), seen["result"].edited)
-
-
-def test_seed_edit_with_other_t_stop_matches_the_hspace_edit_command(editor, monkeypatch, tmp_path):
-    import hspace.edit
-
-    view = editor.update(state(editor, Source("seed", seed=9), [0.75, 0.0, 0.0, -1.0], t_stop=200))
-    seen = {}
+    edit_noise = hspace.edit.edit_noise  # every edit, inverted or generated, ends in edit_noise
 
     def recording(*args, **kwargs):
         seen["result"] = result = edit_noise(*args, **kwargs)
         return result
 
-    edit_noise = hspace.edit.edit_noise
     monkeypatch.setattr(hspace.edit, "edit_noise", recording)
-    argv = shlex.split(view.command)[1:]
-    assert exit_code([*argv, "--out", str(tmp_path / "edit"), "--device", "cpu"]) == 0
-    assert np.array_equal(view.edited, enlarge(seen["result"].edited))
-    assert np.array_equal(view.original, enlarge(seen["result"].reconstruction))
+    assert exit_code([*shlex.split(view.command)[1:], "--out", str(out), "--device", "cpu"]) == 0
+    return seen["result"]
+
+
+def test_digit_edit_matches_the_hspace_edit_command(editor, run, monkeypatch, tmp_path):
+    """The shown command, run as it is, computes the very image the page shows."""
+    view = editor.update(state(editor, Source("digit", digit=7), [0.0, 0.0, 1.25, 0.5], steps=4))
+    assert "Inversion reconstruction error: MAE" in view.message
+    assert shlex.split(view.command)[1:5] == ["edit", str(run.folder), "--image", "mnist:7"]
+    result = run_shown_command(view, monkeypatch, tmp_path / "edit")
+    assert np.array_equal(view.edited, enlarge(result.edited))
+    assert np.array_equal(view.original, enlarge(result.reconstruction))
+    assert torch.equal(exec_python_call(view.python), result.edited)
+
+
+def test_seed_edit_with_other_t_stop_matches_the_hspace_edit_command(editor, monkeypatch, tmp_path):
+    view = editor.update(state(editor, Source("seed", seed=9), [0.75, 0.0, 0.0, -1.0], t_stop=200))
+    result = run_shown_command(view, monkeypatch, tmp_path / "edit")
+    assert np.array_equal(view.edited, enlarge(result.edited))
+    assert np.array_equal(view.original, enlarge(result.reconstruction))
 
 
 def test_inversion_and_unedited_chain_are_computed_once_per_source(editor, monkeypatch):
