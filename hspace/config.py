@@ -177,9 +177,8 @@ class GradientPlan:
     """
 
     kept_steps: int | None  # final steps whose autograd graph the first pass keeps (None: as many as fit the budget)
-    memory_budget_mb: (
-        float | None
-    )  # MB the kept graphs may take (None: the graphs of OPTIMISED_KEPT_STEPS shifted steps)
+    # MB the kept graphs may take (None: the graphs of OPTIMISED_KEPT_STEPS shifted steps)
+    memory_budget_mb: float | None
     real_cache: int  # real chains (x_T, x0) kept for reuse in later batches; 0: none
     fuse_real: bool  # fresh real chains ride in the kept steps' UNet calls
     bf16: str  # the frozen UNet in bfloat16: "always", "cuda" (when on CUDA) or "never"
