@@ -1,6 +1,6 @@
 """FID of a diffusion model's DDIM samples against the 1,000 held-out digits (shipped classifier features).
 
-    python experiments/dm_fid.py MODEL [--samples 5000] [--steps 10 50] [--batch-size 250]
+    python experiments/dm_fid.py MODEL [--samples 5000] [--steps 10 50] [--batch-size 250] [--device cuda]
 
 The same measure as ``hspace evaluate``'s ``fid_raw`` (x_T seeds 0.., clamped to [-1, 1], features of
 ``hspace/assets/mnist-classifier.safetensors``), without a discovery run. Results are in docs/discovery.md.
@@ -23,15 +23,16 @@ from hspace.sampling import seed_noise
 
 @torch.no_grad()
 def model_fid(model, num_samples: int, steps: int, batch_size: int) -> float:
-    features = load_classifier().features
+    device = model.alphas_cumprod.device
+    features = load_classifier(device=device).features
     real, _ = load_dataset("mnist", model.image_size, model.in_channels, split="heldout")
-    f_real = features(real)
+    f_real = features(real.to(device)).cpu()
     timesteps = uniform_timesteps(steps)
     f_fake = []
     for start in range(0, num_samples, batch_size):
         seeds = range(start, min(start + batch_size, num_samples))
-        x_T = seed_noise(seeds, model.in_channels, model.image_size)
-        f_fake.append(features(sample(model, x_T, timesteps).clamp(-1, 1)))
+        x_T = seed_noise(seeds, model.in_channels, model.image_size).to(device)
+        f_fake.append(features(sample(model, x_T, timesteps).clamp(-1, 1)).cpu())
     return frechet_distance(f_real, torch.cat(f_fake))
 
 
@@ -41,8 +42,9 @@ def main():
     ap.add_argument("--samples", type=int, default=5000)
     ap.add_argument("--steps", type=int, nargs="+", default=[10])
     ap.add_argument("--batch-size", type=int, default=250)
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
-    model = load_model(args.model)
+    model = load_model(args.model).to(args.device)
     for steps in args.steps:
         start = time.monotonic()
         fid = model_fid(model, args.samples, steps, args.batch_size)

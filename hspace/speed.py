@@ -56,7 +56,7 @@ class RealChainCache:
 
     def load_state_dict(self, state: dict) -> None:
         self.filled, self.next = int(state["filled"]), int(state["next"])
-        self.generator.set_state(state["generator"])
+        self.generator.set_state(state["generator"].cpu())  # the CPU generator, whatever map_location did
         self.x_T, self.x0 = state.get("x_T"), state.get("x0")
 
 

@@ -97,13 +97,15 @@ class DMTrainer:
         self.model.unet.load_state_dict(state["model"])
         self.ema.unet.load_state_dict(state["ema"])
         self.opt.load_state_dict(state["opt"])
-        self.generator.set_state(state["generator"])
+        self.generator.set_state(state["generator"].cpu())  # the CPU generator, whatever map_location did
         self.step = state["step"]
 
     @torch.no_grad()
     def update_ema(self) -> None:
-        for e, p in zip(self.ema.unet.parameters(), self.model.unet.parameters()):
-            e.lerp_(p, 1.0 - self.cfg.ema_rate)
+        # One fused update for all tensors: per-tensor lerps cost a kernel launch each on a GPU.
+        torch._foreach_lerp_(
+            list(self.ema.unet.parameters()), list(self.model.unet.parameters()), 1.0 - self.cfg.ema_rate
+        )
 
     def save_samples(self, n: int = 64, steps: int = 50) -> Path:
         g = torch.Generator().manual_seed(0)  # the same seeds every time: grids are comparable
