@@ -587,7 +587,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser("train-dm", help="train a diffusion model (ADM UNet) on a dataset")
-    p.add_argument("--preset", default="MNIST32-small", choices=list(DM_PRESETS), help="model architecture preset")
+    p.add_argument(
+        "--preset",
+        default="MNIST32-live",
+        choices=list(DM_PRESETS),
+        help="model architecture preset (default: MNIST32-live)",
+    )
     p.add_argument("--data", default="mnist", help="'mnist' (shipped), an IDX folder, an .npz or an image folder")
     p.add_argument("--out", required=True, help="run folder: checkpoints, sample grids, ema.safetensors")
     p.add_argument("--train-steps", type=_count, default=20000, help="training steps (default: 20000)")

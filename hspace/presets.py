@@ -107,7 +107,7 @@ RUN_PRESETS: dict[str, tuple[str, DiscoveryConfig]] = {
         "default",
         DiscoveryConfig(K=16, S=5, M=10, t_stop=400, batch_size=32, train_steps=3000, **PAPER_RECIPE),
     ),
-    "mnist-demo": ("default", DiscoveryConfig(K=4, S=5, M=5, t_stop=400, batch_size=32, train_steps=400)),
+    "mnist-demo": ("default", DiscoveryConfig(K=4, S=5, M=5, t_stop=400, batch_size=32, train_steps=150)),
 }
 
 # Files that ship inside the package: named here only.
