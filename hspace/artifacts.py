@@ -85,3 +85,8 @@ def read_checkpoint(path: str | Path, device) -> dict:
             f"{path} is unreadable ({type(e).__name__}): it was not written by this hspace or is damaged; "
             "start again in a new --out"
         ) from None
+
+
+def restore_generator(generator: torch.Generator, state: torch.Tensor) -> None:
+    """Set a CPU generator to a checkpointed state, which ``read_checkpoint(path, "cuda")`` moved to the GPU."""
+    generator.set_state(state.cpu())

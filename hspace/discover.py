@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .artifacts import atomic_write, read_checkpoint, remove_stale_temporaries
+from .artifacts import atomic_write, read_checkpoint, remove_stale_temporaries, restore_generator
 from .config import DiscoveryConfig
 from .distributed import Distributed
 from .models import load_model
@@ -141,7 +141,7 @@ def load_checkpoint(folder: Path, trainer: DiscoveryTrainer, model_ref: dict) ->
     trainer.modules.load_state_dict(state["modules"])
     trainer.opt_g.load_state_dict(state["opt_g"])
     trainer.opt_d.load_state_dict(state["opt_d"])
-    trainer.generator.set_state(state["generator"].cpu())  # the CPU generator, whatever map_location did
+    restore_generator(trainer.generator, state["generator"])
     if "real_cache" in state:
         trainer.cache.load_state_dict(state["real_cache"])
     trainer.step = state["step"]

@@ -11,6 +11,7 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
+from .artifacts import restore_generator
 from .backends.base import EncoderState, HSpaceModel
 from .config import GradientPlan
 
@@ -56,7 +57,7 @@ class RealChainCache:
 
     def load_state_dict(self, state: dict) -> None:
         self.filled, self.next = int(state["filled"]), int(state["next"])
-        self.generator.set_state(state["generator"].cpu())  # the CPU generator, whatever map_location did
+        restore_generator(self.generator, state["generator"])
         self.x_T, self.x0 = state.get("x_T"), state.get("x0")
 
 

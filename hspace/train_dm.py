@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .artifacts import atomic_write, read_checkpoint, remove_stale_temporaries
+from .artifacts import atomic_write, read_checkpoint, remove_stale_temporaries, restore_generator
 from .backends import ADMConfig, ADMModel, save_model
 from .sampling import sample
 from .schedule import uniform_timesteps
@@ -97,7 +97,7 @@ class DMTrainer:
         self.model.unet.load_state_dict(state["model"])
         self.ema.unet.load_state_dict(state["ema"])
         self.opt.load_state_dict(state["opt"])
-        self.generator.set_state(state["generator"].cpu())  # the CPU generator, whatever map_location did
+        restore_generator(self.generator, state["generator"])
         self.step = state["step"]
 
     @torch.no_grad()
