@@ -45,8 +45,10 @@ def diffusion_loss(model: ADMModel, x0: torch.Tensor, generator: torch.Generator
     return F.mse_loss(model.unet(x_t, t)[:, : model.in_channels], eps)
 
 
-# Settings that may change when resuming (how long to train, how often to write); anything else must match.
-RESUMABLE_CHANGES = {"train_steps", "sample_every", "checkpoint_every"}
+# Settings that may change when resuming: how long to train, how often to write, and the batch size (the
+# Adam state does not depend on it: a run started on a CPU goes on with bigger batches on a GPU).
+# Anything else must match.
+RESUMABLE_CHANGES = {"train_steps", "sample_every", "checkpoint_every", "batch_size"}
 
 
 def check_out(out: Path, resume: bool) -> None:

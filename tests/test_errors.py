@@ -193,6 +193,10 @@ def test_train_dm_resume_refuses_other_settings(tmp_path, capsys):
     capsys.readouterr()
     assert exit_code([*argv, "--lr", "0.1", "--resume", "--device", "cpu"]) == 2
     assert "--resume with other settings (lr: checkpoint has 0.0005, now 0.1)" in one_line_error(capsys, "train-dm")
+    # The batch size may change (a run goes on with bigger batches elsewhere); the checkpoint then records the new one.
+    assert exit_code([*argv[:-1], "3", "--train-steps", "2", "--resume", "--device", "cpu"]) == 0
+    state = torch.load(tmp_path / "dm" / "checkpoint.pt", weights_only=True)
+    assert (state["step"], json.loads(state["config"])["batch_size"]) == (2, 3)
 
 
 @pytest.mark.parametrize("command, resumable", [("show", False), ("discover", True)])
