@@ -32,7 +32,7 @@ from PIL import Image
 
 from .metrics import reconstruction_error
 from .run import Run
-from .sampling import direction_sweep, invert, magnitudes, sample, seed_noise
+from .sampling import invert, magnitudes, sample, seed_noise
 from .schedule import uniform_timesteps
 from .viz import to_uint8
 
@@ -325,8 +325,9 @@ class Editor:
         )
 
     def _sample(self, prepared: Prepared, steps: int, t_stop: int, edits: list[tuple[int, float]]) -> torch.Tensor:
-        block = self.run.shift_block
-        return sample(self.run.model, prepared.x_T, self.timesteps(steps), directions=block, edits=edits, t_stop=t_stop)
+        block, chain = self.run.shift_block, self.timesteps(steps)
+        per_step = self.run.scaled_edits(edits, chain)  # s as on the run's own chain, whatever the step count
+        return sample(self.run.model, prepared.x_T, chain, directions=block, edits=per_step, t_stop=t_stop)
 
     def sweep(self, source: Source, steps: int, t_stop: int, k: int) -> torch.Tensor:
         """Direction k alone from -S to S [n x C x H x W]: the row ``hspace edit --sweep K`` draws."""
@@ -336,8 +337,7 @@ class Editor:
 
     def _sweep(self, prepared: Prepared, steps: int, t_stop: int, k: int) -> torch.Tensor:
         mags = magnitudes(self.S, SWEEP_COLUMNS)
-        chain = self.timesteps(steps)
-        return direction_sweep(self.run.model, self.run.shift_block, chain, t_stop, k, prepared.x_T, mags)[0]
+        return self.run.sweep(k, prepared.x_T, mags, self.timesteps(steps), t_stop=t_stop)[0]
 
     def save_png(self, x: torch.Tensor) -> Path:
         """x [1 x C x H x W] as a PNG at the model's resolution in the temporary folder, named by its content."""
@@ -420,7 +420,8 @@ class Editor:
             lines.append(f"x0 = load_images({image!r}, run.model.image_size, run.model.in_channels)")
             lines.append("x_T = hspace.invert(run.model, x0, timesteps)  # DDIM inversion")
         lines.append(f"edits = {edits!r}  # (k, s): h_hat = h + sum_i s_i f(h, k_i)")
+        lines.append("per_step = run.scaled_edits(edits, timesteps)  # s as on the run's own chain")
         lines.append(
-            f"edited = hspace.sample(run.model, x_T, timesteps, directions=run.shift_block, edits=edits, t_stop={state.t_stop})"
+            f"edited = hspace.sample(run.model, x_T, timesteps, directions=run.shift_block, edits=per_step, t_stop={state.t_stop})"
         )
         return "\n".join(lines)

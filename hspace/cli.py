@@ -249,6 +249,7 @@ def cmd_edit(args) -> int:
         global_directions=args.global_directions,
         device=device,
         t_stop=args.t_stop,
+        scale_to_chain=not args.per_step_shifts,
     )
     err = report["reconstruction_error"]
     if err is None:
@@ -497,6 +498,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="DDIM steps for inversion and editing; for seed:N, of the sampling chain (default and paper: 100)",
     )
     p.add_argument("--t-stop", type=int, default=None, help="shift while t >= T (default: the run's t_stop)")
+    p.add_argument(
+        "--per-step-shifts",
+        action="store_true",
+        help="apply each S as given on every step; by default a step applies S * M / --inversion-steps (M: the "
+        "run's chain), so an edit looks as it does on the run's own chain",
+    )
     p.add_argument("--steps", dest="inversion_steps", type=int, help=argparse.SUPPRESS)  # the name before
     p.add_argument(
         "--global-directions",

@@ -60,15 +60,19 @@ def edit_images(
     steps: int = 100,
     directions=None,
     t_stop: int | None = None,
+    scale_to_chain: bool = True,
 ) -> EditResult:
-    """Invert with ``steps`` DDIM steps, reconstruct, and apply ``edits`` (h_hat = h + sum s_i f(h, k_i))."""
+    """Invert with ``steps`` DDIM steps, reconstruct, and apply ``edits`` (h_hat = h + sum s_i f(h, k_i)).
+
+    ``scale_to_chain``: each s applies as on the run's own chain (``Run.shift_scale``); False: as given
+    on every one of ``steps`` steps."""
     model = run.model
     expected = (model.in_channels, model.image_size, model.image_size)
     if images.shape[1:] != expected:
         raise ValueError(f"images are {tuple(images.shape[1:])}, the model takes {expected}")
     ts = uniform_timesteps(check_steps(steps), model.num_train_steps)
     x_T = invert(model, images, ts, progress=True)
-    return edit_noise(run, x_T, edits, steps, directions, t_stop, images)
+    return edit_noise(run, x_T, edits, steps, directions, t_stop, images, scale_to_chain)
 
 
 @torch.no_grad()
@@ -80,9 +84,10 @@ def edit_noise(
     directions=None,
     t_stop: int | None = None,
     images: torch.Tensor | None = None,
+    scale_to_chain: bool = True,
 ) -> EditResult:
     """The plain chain from x_T [N x C x H x W] and the edited one; ``images`` are what x_T inverts (None:
-    generated samples, whose input is their own chain)."""
+    generated samples, whose input is their own chain). ``scale_to_chain`` as in ``edit_images``."""
     model = run.model
     ts = uniform_timesteps(check_steps(steps), model.num_train_steps)
     t_stop = run.config.t_stop if t_stop is None else check_t_stop(t_stop, model.num_train_steps)
@@ -90,7 +95,8 @@ def edit_noise(
     edited = None
     if edits:
         block = directions or run.shift_block
-        edited = sample(model, x_T, ts, directions=block, edits=edits, t_stop=t_stop, progress=True)
+        per_step = run.scaled_edits(edits, ts) if scale_to_chain else list(edits)
+        edited = sample(model, x_T, ts, directions=block, edits=per_step, t_stop=t_stop, progress=True)
     return EditResult(plain if images is None else images, x_T, plain, edited)
 
 
@@ -111,6 +117,7 @@ def edit_command(
     global_directions: str | None = None,
     device: str = "cpu",
     t_stop: int | None = None,
+    scale_to_chain: bool = True,
 ) -> tuple[Path, dict]:
     """``hspace edit``: inversion, reconstruction and its error, edited images and sweeps, as PNGs + report.json.
 
@@ -135,10 +142,10 @@ def edit_command(
 
     if seeds is None:
         images = load_images(image, model.image_size, model.in_channels).to(device)
-        res = edit_images(run, images, parsed, steps, directions, t_stop)
+        res = edit_images(run, images, parsed, steps, directions, t_stop, scale_to_chain)
     else:
         x_T = seed_noise(seeds, model.in_channels, model.image_size).to(device)
-        res = edit_noise(run, x_T, parsed, steps, directions, t_stop)
+        res = edit_noise(run, x_T, parsed, steps, directions, t_stop, scale_to_chain=scale_to_chain)
         images = res.x0
     ts = uniform_timesteps(steps, run.model.num_train_steps)
     mags = magnitudes(run.config.S, num_magnitudes)
@@ -147,7 +154,7 @@ def edit_command(
     if res.edited is not None:
         pictures["edited.png"] = sheet(res.edited[None], 4)
     for k in sweep_ks:
-        swept = run.sweep(k, res.x_T, mags, timesteps=ts, directions=directions, t_stop=t_stop)  # [N x n x C x H x W]
+        swept = run.sweep(k, res.x_T, mags, ts, directions, t_stop, scale_to_chain)  # [N x n x C x H x W]
         pictures[f"sweep-{k:03d}.png"] = sheet(swept, 4, mags)
     for name, picture in pictures.items():
         save_image(picture, out_dir / name)
@@ -157,6 +164,7 @@ def edit_command(
         "inversion_steps": steps,
         "t_stop": run.config.t_stop if t_stop is None else t_stop,
         "edits": parsed,
+        "shift_scale": run.shift_scale(ts) if scale_to_chain else 1.0,  # what each step applies of s
         "reconstruction_error": res.reconstruction_error() if seeds is None else None,
         "files": list(pictures),
     }

@@ -233,6 +233,21 @@ class Run:
         """The chain's steps in the shifting interval t >= t_stop."""
         return [t for t in self.timesteps if t >= self.config.t_stop]
 
+    def shift_scale(self, timesteps: Sequence[int]) -> float:
+        """What one step of another chain applies of a shift s: M / len(timesteps).
+
+        A shift is added at every step while t >= t_stop, so its effect on x0 adds up over the steps:
+        directions trained on an M-step chain, applied at s on every step of a chain ten times as long,
+        over-apply about tenfold (measured: docs/default-evaluation.md). s means "per step of the run's
+        own chain"; a longer chain applies s * M / len(timesteps) on each of its steps.
+        """
+        return self.config.M / len(timesteps)
+
+    def scaled_edits(self, edits: Sequence[tuple[int, float]], timesteps: Sequence[int]) -> list[tuple[int, float]]:
+        """``edits`` [(k, s)] with s per step of ``timesteps`` (``shift_scale``), for ``hspace.sample``."""
+        scale = self.shift_scale(timesteps)
+        return [(k, s * scale) for k, s in edits]
+
     @property
     def device(self) -> torch.device:
         return next(self.shift_block.parameters()).device
@@ -261,16 +276,20 @@ class Run:
         timesteps: Sequence[int] | None = None,
         directions: Directions | None = None,
         t_stop: int | None = None,
+        scale_to_chain: bool = True,
     ) -> torch.Tensor:
         """Direction k from each x_T [R x C x H x W] at each magnitude: [R x n x C x H x W].
 
-        ``timesteps``: another chain than the run's (``edit`` inverts with its own); ``directions``:
-        exported global directions instead of the shift block; ``t_stop``: another than the run's.
+        ``timesteps``: another chain than the run's (``edit`` inverts with its own), on which each
+        magnitude applies as on the run's chain (``shift_scale``; ``scale_to_chain=False``: as given on
+        every step); ``directions``: exported global directions instead of the shift block;
+        ``t_stop``: another than the run's.
         """
         chain = self.timesteps if timesteps is None else timesteps
         block = self.shift_block if directions is None else directions
         t_stop = self.config.t_stop if t_stop is None else t_stop
-        return direction_sweep(self.model, block, chain, t_stop, k, x_T, mags)
+        scale = self.shift_scale(chain) if scale_to_chain else 1.0
+        return direction_sweep(self.model, block, chain, t_stop, k, x_T, [s * scale for s in mags])
 
     def load_part(self, part: str, module: torch.nn.Module) -> torch.nn.Module:
         tensors, _ = load_tensors(self.folder / f"{part}.safetensors", KIND.format(part))

@@ -120,13 +120,37 @@ def test_edit_of_a_generated_sample_is_hspace_sample_with_its_t_stop(run, tmp_pa
     assert main([*argv, "--t-stop", "200", "--sweep", "1", "--out", str(out), "--device", "cpu"]) == 0
     x_T = seed_noise([4, 6], 1, 16)
     ts = uniform_timesteps(5)
-    edited = sample(run.model, x_T, ts, directions=run.shift_block, edits=[(1, 1.5)], t_stop=200)
+    per_step = 1.5 * run.config.M / 5  # s is per step of the run's own M-step chain
+    edited = sample(run.model, x_T, ts, directions=run.shift_block, edits=[(1, per_step)], t_stop=200)
     assert torch.equal(edit_noise(run, x_T, [(1, 1.5)], steps=5, t_stop=200).edited, edited)
     report = json.loads((out / "report.json").read_text())
     assert report["t_stop"] == 200 and report["reconstruction_error"] is None
+    assert report["shift_scale"] == run.config.M / 5
     assert {"input.png", "reconstruction.png", "edited.png", "sweep-001.png"} <= set(report["files"])
     run_t_stop = edit_noise(run, x_T, [(1, 1.5)], steps=5).edited  # the run's t_stop, 400: fewer shifted steps
     assert not torch.equal(run_t_stop, edited)
+
+
+def test_a_shift_applies_as_on_the_runs_own_chain_whatever_the_step_count(run, tmp_path):
+    """A shift is added on every step while t >= t_stop: on N steps, each applies s * M / N (measured on
+    the default run: unscaled, 100 steps over-apply a 10-step run's edit 1.3-3.4x in norm; scaled, 0.8-1.1x)."""
+    x_T = seed_noise([2], 1, 16)
+    t_stop, M = run.config.t_stop, run.config.M
+
+    def chain(n, s):
+        ts = uniform_timesteps(n)
+        return sample(run.model, x_T, ts, directions=run.shift_block, edits=[(3, s)], t_stop=t_stop)
+
+    assert torch.equal(edit_noise(run, x_T, [(3, 2.0)], steps=M).edited, chain(M, 2.0))  # the run's chain: s as is
+    assert torch.equal(edit_noise(run, x_T, [(3, 2.0)], steps=4 * M).edited, chain(4 * M, 0.5))
+    assert torch.equal(edit_noise(run, x_T, [(3, 2.0)], steps=4 * M, scale_to_chain=False).edited, chain(4 * M, 2.0))
+    mags = [-2.0, 0.0, 2.0]
+    swept = run.sweep(3, x_T, mags, uniform_timesteps(4 * M))[0]  # [3 x C x H x W]
+    torch.testing.assert_close(swept[2:], chain(4 * M, 0.5), atol=1e-4, rtol=0)  # batched: not bitwise
+    out = tmp_path / "unscaled"
+    argv = ["edit", str(run.folder), "--image", "seed:2", "--edit", "3:2", "--inversion-steps", str(4 * M)]
+    assert main([*argv, "--per-step-shifts", "--out", str(out), "--device", "cpu"]) == 0
+    assert json.loads((out / "report.json").read_text())["shift_scale"] == 1.0
 
 
 @pytest.mark.parametrize(
