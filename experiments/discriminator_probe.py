@@ -39,10 +39,34 @@ def draw_pairs(run, n: int, first_seed: int, seed: int, batch: int = 256) -> tup
     real, shifted = [], []
     for a in range(0, n, batch):
         x_T = seed_noise(range(first_seed + a, first_seed + min(a + batch, n)), m.in_channels, m.image_size)
-        c = run_chains(m, run.shift_block, x_T, [(ks[a : a + batch], ss[a : a + batch])], run.timesteps, cfg.t_stop, kept_steps=0)
+        c = run_chains(
+            m, run.shift_block, x_T, [(ks[a : a + batch], ss[a : a + batch])], run.timesteps, cfg.t_stop, kept_steps=0
+        )
         real.append(c.x0_real)
         shifted.append(c.x0_shift)
     return torch.cat(real), torch.cat(shifted)
+
+
+class ConvDiscriminator(torch.nn.Module):
+    """A plain strided-conv D (DCGAN-like, no global pooling: where on the image an artefact sits counts)."""
+
+    def __init__(self, channels: int, size: int, width: int = 32):
+        super().__init__()
+        layers, c = [], channels
+        for i in range(3):  # size -> size / 8
+            layers += [torch.nn.Conv2d(c, width * 2**i, 4, 2, 1), torch.nn.LeakyReLU(0.2)]
+            c = width * 2**i
+        self.body = torch.nn.Sequential(*layers, torch.nn.Flatten())
+        self.head = torch.nn.Linear(c * (size // 8) ** 2, 1)
+
+    def forward(self, x):
+        return self.head(self.body(x)).squeeze(1)
+
+
+def build(arch: str, m):
+    if arch == "conv":
+        return ConvDiscriminator(m.in_channels, m.image_size)
+    return Discriminator(m.make_encoder(pretrained=arch == "pretrained"), m.h_channels)
 
 
 @torch.no_grad()
@@ -58,6 +82,8 @@ def main():
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, nargs="+", default=[1e-3, 1e-2])
+    ap.add_argument("--arch", nargs="+", default=["encoder"], help="encoder (hspace's D), pretrained, conv")
+    ap.add_argument("--skip-own", action="store_true")
     ap.add_argument("--cache", default=None, help="a .pt file: the drawn pairs are kept there and reused")
     args = ap.parse_args()
     run = load_run(args.run)
@@ -72,12 +98,15 @@ def main():
             torch.save((train, test), args.cache)
     print(json.dumps({"pairs_drawn_s": round(time.monotonic() - start, 1)}), flush=True)
 
-    own = run.load_part("discriminator", Discriminator(m.make_encoder(pretrained=False), m.h_channels)).eval()
-    print(json.dumps({"what": "the run's discriminator", "heldout_acc": round(accuracy(own, *test), 3)}), flush=True)
+    if not args.skip_own:
+        own = run.load_part("discriminator", Discriminator(m.make_encoder(pretrained=False), m.h_channels)).eval()
+        print(
+            json.dumps({"what": "the run's discriminator", "heldout_acc": round(accuracy(own, *test), 3)}), flush=True
+        )
 
-    for lr in args.lr:
+    for arch, lr in [(a, lr) for a in args.arch for lr in args.lr]:
         torch.manual_seed(0)
-        d = Discriminator(m.make_encoder(pretrained=False), m.h_channels)
+        d = build(arch, m)
         opt = torch.optim.Adam(d.parameters(), lr=lr)
         g = torch.Generator().manual_seed(0)
         for step in range(1, args.steps + 1):
@@ -88,7 +117,13 @@ def main():
             opt.step()
             if step % 100 == 0 or step == args.steps:
                 d.eval()
-                row = {"what": "fresh discriminator", "lr": lr, "step": step, "loss_d": round(loss.item(), 3)}
+                row = {
+                    "what": "fresh discriminator",
+                    "arch": arch,
+                    "lr": lr,
+                    "step": step,
+                    "loss_d": round(loss.item(), 3),
+                }
                 row["heldout_acc"] = round(accuracy(d, *test), 3)
                 d.train()
                 print(json.dumps(row), flush=True)

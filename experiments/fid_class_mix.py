@@ -70,7 +70,9 @@ def main():
         reweighted = weighted_stats(f_real, (p / p_real)[labels.long()])
         out[f"class_share_{name}"] = [round(v, 3) for v in p.tolist()]
         out[f"fid_{name}"] = round(frechet_distance(f_real, feats), 2)
-        out[f"fid_{name}_matched"] = round(frechet_from_stats(reweighted, weighted_stats(feats, torch.ones(len(feats)))), 2)
+        out[f"fid_{name}_matched"] = round(
+            frechet_from_stats(reweighted, weighted_stats(feats, torch.ones(len(feats)))), 2
+        )
         out[f"fid_mix_only_{name}"] = round(frechet_from_stats(reweighted, real_stats), 2)
     text = json.dumps(out, indent=1)
     print(text)
