@@ -28,6 +28,7 @@ PAPER_RECIPE = {
     "min_shift": 0.0,
     "balanced_k": False,
     "direction_init_std": 0.0,
+    "discriminator_init": "random",  # the paper gives D the encoder's architecture, not its weights
 }
 
 
@@ -57,7 +58,10 @@ class DiscoveryConfig:
     batch_size: int = doc(128, "samples per training step, over all processes")
     train_steps: int = doc(3000, "training steps of the whole run")
     reconstructor: str = doc("lenet", "lenet (MNIST, Anime) or resnet18 (CelebA-HQ, AFHQ)", RECONSTRUCTORS)
-    discriminator_init: str = doc("random", "pretrained: start from the DM's encoder weights", DISCRIMINATOR_INITS)
+    # From the DM's encoder weights: edits at the same RCA stay markedly more real (docs/discovery.md, "A discriminator").
+    discriminator_init: str = doc(
+        "pretrained", "the discriminator starts from the DM's encoder weights, or random (paper)", DISCRIMINATOR_INITS
+    )
     direction_init_std: float = doc(0.0, "0: zero-initialised output convs (paper); > 0: N(0, std^2) weights")
     # How gradients are computed; all give the same gradients for the same draws (see train.py).
     algorithm: str = doc(
