@@ -43,8 +43,11 @@ def test_two_processes_average_gradients_of_the_global_batch(tmp_path):
     two = torch.load(tmp_path / "grads.pt")
     one = _one_step_gradients(DiscoveryTrainer(load_model("tiny"), CFG))
     assert set(two) == set(one)
+    # Summation order only. A gradient that cancels to ~0 (a bias a normalisation undoes) keeps rounding
+    # residue of the terms summed, so the floor scales with the largest gradient, not with its own.
+    floor = 1e-7 * max(g.abs().max() for g in one.values())
     for name, g in one.items():  # the discriminator's (updated before) and the generator's
-        assert (two[name] - g).abs().max() <= 1e-4 * g.abs().max() + 1e-9, name  # summation order only
+        assert (two[name] - g).abs().max() <= 1e-4 * g.abs().max() + floor, name
 
 
 def _log(folder):
