@@ -24,23 +24,14 @@ import torch
 from hspace.classifier import load_classifier
 from hspace.data import load_dataset
 from hspace.evaluate import reconstructor_accuracy
-from hspace.metrics import frechet_distance
+from hspace.metrics import frechet_distance, frechet_from_stats
 from hspace.run import load_run
 
 
 def weighted_stats(f: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted mean [D] and covariance [D x D] (float64) of features f [N x D] with weights w [N]."""
-    f, w = f.double(), (w / w.sum()).double()
-    mu = (w[:, None] * f).sum(0)
-    c = f - mu
-    cov = (w[:, None] * c).T @ c / (1 - (w**2).sum())  # unbiased for frequency-like weights
-    return mu, cov
-
-
-def frechet_from_stats(a: tuple, b: tuple) -> float:
-    (mu_a, s_a), (mu_b, s_b) = a, b
-    eig = torch.linalg.eigvals(s_a @ s_b).real.clamp(min=0)
-    return float(((mu_a - mu_b) ** 2).sum() + torch.trace(s_a) + torch.trace(s_b) - 2 * eig.sqrt().sum())
+    f, w = f.double(), w.double()
+    return (w[:, None] * f).sum(0) / w.sum(), torch.cov(f.T, aweights=w)
 
 
 def main():
@@ -71,9 +62,9 @@ def main():
         out[f"class_share_{name}"] = [round(v, 3) for v in p.tolist()]
         out[f"fid_{name}"] = round(frechet_distance(f_real, feats), 2)
         out[f"fid_{name}_matched"] = round(
-            frechet_from_stats(reweighted, weighted_stats(feats, torch.ones(len(feats)))), 2
+            frechet_from_stats(*reweighted, *weighted_stats(feats, torch.ones(len(feats)))), 2
         )
-        out[f"fid_mix_only_{name}"] = round(frechet_from_stats(reweighted, real_stats), 2)
+        out[f"fid_mix_only_{name}"] = round(frechet_from_stats(*reweighted, *real_stats), 2)
     text = json.dumps(out, indent=1)
     print(text)
     if args.json:

@@ -14,8 +14,11 @@ def frechet_distance(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
     a, b = feats_a.double(), feats_b.double()
     if a.shape[0] < 2 or b.shape[0] < 2:
         raise ValueError("FID needs at least two samples per set")
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+    return frechet_from_stats(a.mean(0), torch.cov(a.T), b.mean(0), torch.cov(b.T))
+
+
+def frechet_from_stats(mu_a: torch.Tensor, cov_a: torch.Tensor, mu_b: torch.Tensor, cov_b: torch.Tensor) -> float:
+    """The Frechet distance between two Gaussians, means [D] and covariances [D x D] (float64 advised)."""
     eig = torch.linalg.eigvals(cov_a @ cov_b).real.clamp(min=0)
     return float((mu_a - mu_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * eig.sqrt().sum())
 
