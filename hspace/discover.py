@@ -49,6 +49,7 @@ RESUMABLE_CHANGES = {
     "compile",
     "overlap",
 }
+BEST = "best"  # the subfolder holding the parts at the highest held-out RCA so far
 
 
 def _write_rows(path: str, rows: list[dict]) -> None:
@@ -124,6 +125,12 @@ def save_checkpoint(folder: Path, trainer: DiscoveryTrainer, model_ref: dict, rc
     atomic_write(folder / "checkpoint.pt", lambda tmp: torch.save(state, tmp))
 
 
+def best_held_out_rca(folder: Path) -> float:
+    """The held-out RCA of the parts kept in ``folder/best`` (-1 when there are none yet)."""
+    meta = folder / BEST / "config.json"
+    return json.loads(meta.read_text())["rca_heldout"] if meta.exists() else -1.0
+
+
 def load_checkpoint(folder: Path, trainer: DiscoveryTrainer, model_ref: dict) -> float:
     """Restore the trainer from ``checkpoint.pt``, refusing one made with other settings or another model."""
     state = read_checkpoint(folder / "checkpoint.pt", trainer.device)
@@ -195,6 +202,9 @@ def discover(
         else None
     )
     logger = RunLogger(out, trainer.step) if main else None
+    # The held-out RCA swings by up to 0.25 between evaluations 50 steps apart (docs/discovery.md,
+    # section 4): the parts at its best so far are kept in out/best, a run folder of their own.
+    best_rca = best_held_out_rca(out) if resume else -1.0
     first_work = []  # what the first step does besides training, and so why it is slow
     if trainer.plan.measures_graphs:
         first_work.append("measures each chain step's graph memory")
@@ -214,6 +224,9 @@ def discover(
             if monitor and held_out is not None:
                 metrics.update(held_out.evaluate(trainer.modules.shift_block, trainer.modules.reconstructor))
                 held_out_rca = metrics["rca_heldout"]
+                if held_out_rca > best_rca:
+                    best_rca = held_out_rca
+                    save_parts(out / BEST, trainer.modules, cfg, model_ref, trainer.step, rca_heldout=best_rca)
             bar.update(1)
             shown = {
                 "L_D": f"{metrics['loss_d']:.3f}",
@@ -246,5 +259,7 @@ def discover(
         print(
             f"held-out RCA {held_out_rca:.3f} on {rca_pairs} fixed pairs (chance {1 / cfg.K:.3f}) at step {trainer.step}"
         )
+        best = json.loads((out / BEST / "config.json").read_text())
+        print(f"best held-out RCA {best['rca_heldout']:.3f} at step {best['step']}: its parts are in {out / BEST}")
     dist.barrier()  # no process leaves before the run is written
     return out

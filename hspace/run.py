@@ -203,9 +203,11 @@ def parse_edit(text: str, labels: dict[int, str], K: int) -> tuple[int, float]:
 # the run folder
 
 
-def save_parts(folder: Path, modules, cfg: DiscoveryConfig, model_ref: dict, step: int) -> None:
-    """Write each trained part atomically; ``config.json`` last, as the run's table of contents."""
-    meta = dict(config=cfg.to_dict(), model=model_ref, step=step)
+def save_parts(folder: Path, modules, cfg: DiscoveryConfig, model_ref: dict, step: int, **extra) -> None:
+    """Write each trained part atomically; ``config.json`` last, as the run's table of contents
+    (``extra``: more JSON fields for it and the parts' metadata)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = dict(config=cfg.to_dict(), model=model_ref, step=step, **extra)
     for part in PARTS:
         save_tensors(folder / f"{part}.safetensors", getattr(modules, part).state_dict(), KIND.format(part), **meta)
     text = json.dumps(meta, indent=2)

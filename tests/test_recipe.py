@@ -7,12 +7,14 @@ import pytest
 import torch
 
 from hspace import presets
+from hspace.artifacts import load_tensors
 from hspace.cli import main
 from hspace.config import PAPER_RECIPE, RECIPES, DiscoveryConfig
 from hspace.discover import discover
 from hspace.models import load_model
 from hspace.monitor import HeldOutPairs, recalibrate_batch_norm
 from hspace.nets import LeNetReconstructor
+from hspace.run import load_run
 from hspace.train import DiscoveryTrainer, draw_edits
 
 TINY = presets.run_preset("tiny")[1].replace(batch_size=4, M=3)
@@ -110,3 +112,33 @@ def test_runs_saved_before_the_recipe_settings_read_as_trained():
     cfg = DiscoveryConfig.from_saved(old)
     assert (cfg.part_lr("shift_block"), cfg.min_shift, cfg.balanced_k) == (1e-2, 0.0, False)
     assert DiscoveryConfig.from_saved(DiscoveryConfig().to_dict()) == DiscoveryConfig()  # today's runs are untouched
+
+
+def test_discover_keeps_the_parts_at_the_best_held_out_rca(tmp_path):
+    cfg = TINY.replace(train_steps=4)
+    out = discover("tiny", cfg, tmp_path / "run", grid_every=0, rca_every=1, rca_pairs=6, progress=False)
+    with (out / "log.csv").open(newline="") as f:
+        scores = {int(r["step"]): float(r["rca_heldout"]) for r in csv.DictReader(f)}
+    best = load_run(out / "best")
+    meta = json.loads((out / "best" / "config.json").read_text())
+    first_best = max(scores, key=lambda step: (scores[step], -step))  # the first step at the highest score
+    assert best.step == meta["step"] == first_best and meta["rca_heldout"] == scores[first_best]
+    # Those parts score it again on the same held-out pairs: what was kept is that state.
+    trainer = DiscoveryTrainer(load_model("tiny"), cfg, "cpu")
+    reconstructor = trainer.modules.reconstructor
+    reconstructor.load_state_dict(load_tensors(out / "best" / "reconstructor.safetensors")[0])
+    held_out = HeldOutPairs(trainer.model, cfg, trainer.timesteps, num_pairs=6)
+    assert held_out.evaluate(best.shift_block, reconstructor)["rca_heldout"] == meta["rca_heldout"]
+
+
+def test_a_resumed_run_keeps_a_better_best_only(tmp_path):
+    out = tmp_path / "run"
+    discover("tiny", TINY.replace(train_steps=2), out, grid_every=0, rca_every=1, rca_pairs=6, progress=False)
+    meta = json.loads((out / "best" / "config.json").read_text())
+    meta["rca_heldout"] = 2.0  # no state can beat it
+    (out / "best" / "config.json").write_text(json.dumps(meta))
+    discover(
+        "tiny", TINY.replace(train_steps=4), out, resume=True, grid_every=0, rca_every=1, rca_pairs=6, progress=False
+    )
+    kept = json.loads((out / "best" / "config.json").read_text())
+    assert kept["rca_heldout"] == 2.0 and kept["step"] == meta["step"]
