@@ -202,7 +202,7 @@ def discover(
         else None
     )
     logger = RunLogger(out, trainer.step) if main else None
-    # The held-out RCA swings by up to 0.25 between evaluations 50 steps apart (docs/discovery.md,
+    # The held-out RCA swings by up to 0.25 between evaluations 50-100 steps apart (docs/discovery.md,
     # section 4): the parts at its best so far are kept in out/best, a run folder of their own.
     best_rca = best_held_out_rca(out) if resume else -1.0
     first_work = []  # what the first step does besides training, and so why it is slow
