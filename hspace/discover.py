@@ -171,7 +171,8 @@ def discover(
     """Train the shift block, reconstructor and discriminator; everything lands in ``out``.
 
     Every ``rca_every`` steps (0: never) the held-out RCA on ``rca_pairs`` fixed pairs is measured,
-    with the loss terms' gradient norms at x~0. Under torchrun every process trains on its share of
+    with the loss terms' gradient norms at x~0; the parts at the best of it so far are kept in
+    ``out/best``. Under torchrun every process trains on its share of
     each batch and process 0 writes the run.
     """
     # Everything is checked before the folder is touched or anything computed.
