@@ -28,6 +28,7 @@ PAPER_RECIPE = {
     "min_shift": 0.0,
     "balanced_k": False,
     "direction_init_std": 0.0,
+    "shift_norm": None,
     "discriminator_init": "random",  # the paper gives D the encoder's architecture, not its weights
 }
 
@@ -63,6 +64,12 @@ class DiscoveryConfig:
         "pretrained", "the discriminator starts from the DM's encoder weights, or random (paper)", DISCRIMINATOR_INITS
     )
     direction_init_std: float = doc(0.0, "0: zero-initialised output convs (paper); > 0: N(0, std^2) weights")
+    # The free norm grows to 0.55-1.15 x |h| per unit of s (3-6 x |h| at s = S): edits that redraw the digit.
+    shift_norm: float | None = doc(
+        None,
+        "none: Delta h = s f(h, k) (paper); r > 0: f(h, k) rescaled per sample so that |Delta h| = |s| r |h| (RMS), "
+        "so that s alone sets the edit's size (needs direction_init_std > 0)",
+    )
     # How gradients are computed; all give the same gradients for the same draws (see train.py).
     algorithm: str = doc(
         "optimised",
@@ -107,6 +114,15 @@ class DiscoveryConfig:
         if not self.direction_init_std >= 0:
             problems.append(
                 f"direction_init_std={self.direction_init_std}: give a standard deviation >= 0 (0 is the paper's zero init)"
+            )
+        if self.shift_norm is not None and not self.shift_norm > 0:
+            problems.append(
+                f"shift_norm={self.shift_norm}: give a size per unit of s > 0 (or none for the paper's free norm)"
+            )
+        elif self.shift_norm is not None and self.direction_init_std == 0:
+            problems.append(
+                "shift_norm needs directions that start non-zero (a zero direction has no norm to rescale): "
+                "also pass --direction-init-std, e.g. 0.01"
             )
         if self.discriminator_init not in DISCRIMINATOR_INITS:
             problems.append(f"discriminator_init={self.discriminator_init!r}: choose 'random' or 'pretrained'")

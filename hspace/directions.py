@@ -18,6 +18,11 @@ from .backends.base import EncoderState
 from .layers import normalization
 
 
+def rms(x: torch.Tensor) -> torch.Tensor:
+    """Root mean square of each sample [N x 1 x 1 x 1] of x [N x C x h x w]."""
+    return x.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
+
+
 def direction_indices(k, batch: int, device, K: int) -> torch.Tensor:
     """k (a number or one index per sample) as indices [batch], checked to be in 0..K-1 (on CPU: no GPU sync)."""
     k = torch.as_tensor(k, device=device, dtype=torch.long).expand(batch)
@@ -31,14 +36,16 @@ class ShiftBlock(nn.Module):
     then the k-th of K independent 1x1 output convs.
 
     The K output convs are stored as one weight ``[K x C x C]`` and bias ``[K x C]``, all zero at
-    initialisation, so that training starts from x~0 == x0.
+    initialisation, so that training starts from x~0 == x0. With ``shift_norm`` r, each direction's
+    output is rescaled per sample to RMS r x RMS(h): it learns where to point, s alone sets how far.
     """
 
-    def __init__(self, h_channels: int, emb_channels: int, num_directions: int):
+    def __init__(self, h_channels: int, emb_channels: int, num_directions: int, shift_norm: float | None = None):
         super().__init__()
         if num_directions < 1:
             raise ValueError(f"K={num_directions}: the number of directions must be at least 1")
         self.h_channels, self.emb_channels, self.num_directions = h_channels, emb_channels, num_directions
+        self.shift_norm = shift_norm
         self.in_layers = nn.Sequential(normalization(h_channels), nn.SiLU(), nn.Conv2d(h_channels, h_channels, 1))
         self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_channels, h_channels))
         self.out_norm = nn.Sequential(normalization(h_channels), nn.SiLU())
@@ -62,7 +69,21 @@ class ShiftBlock(nn.Module):
 
     def delta(self, h: torch.Tensor, emb: torch.Tensor, edits: Sequence[tuple]) -> torch.Tensor:
         """Delta h = sum_i s_i f_t(h, k_i) for edits ``[(k, s), ...]``, k and s scalars or per sample [N]."""
-        return self.apply_directions(self.features(h, emb), edits)
+        z = self.features(h, emb)
+        if self.shift_norm is None:
+            return self.apply_directions(z, edits)  # one einsum for any number of edits
+        delta = torch.zeros_like(h)
+        for k, s in edits:
+            s = torch.as_tensor(s, device=h.device, dtype=h.dtype).expand(h.shape[0])
+            delta = delta + s[:, None, None, None] * self.direction(z, h, k)
+        return delta
+
+    def direction(self, z: torch.Tensor, h: torch.Tensor, k) -> torch.Tensor:
+        """f_t(h, k) [N x C x h x w] from the shared features z: the shift at s = 1."""
+        d = self.apply_directions(z, [(k, 1.0)])
+        if self.shift_norm is None:
+            return d
+        return d * (self.shift_norm * rms(h) / rms(d).clamp_min(1e-12))
 
     def apply_directions(self, z: torch.Tensor, edits: Sequence[tuple]) -> torch.Tensor:
         """The output convs on shared features z [N x C x h x w]: sum_i s_i (W[k_i] z + b[k_i])."""
@@ -132,7 +153,7 @@ def mean_shifts(run, num_samples: int = 20, seed: int = 0, directions: Sequence[
         h, state = model.encode(x, timestep_batch(t, x))
         if t >= run.config.t_stop:
             z = block.features(h, state.emb)
-            out.append(torch.stack([block.apply_directions(z, [(k, 1.0)]).mean(0) for k in ks]))
+            out.append(torch.stack([block.direction(z, h, k).mean(0) for k in ks]))
         x = ddim_step(x, model.decode(h, state), abar_t, abar_prev)
     return torch.stack(out, dim=1)
 

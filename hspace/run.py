@@ -328,7 +328,7 @@ def load_run(ref: str | Path, model: HSpaceModel | None = None, device: str | to
             f"{folder} was discovered on another model ({model_ref['source']}, fingerprint {model_ref['fingerprint']}): "
             "use the model it was trained on, or run `hspace discover` on this one"
         )
-    block = ShiftBlock(model.h_channels, model.emb_channels, cfg.K)
+    block = ShiftBlock(model.h_channels, model.emb_channels, cfg.K, cfg.shift_norm)
     block.load_state_dict(tensors, strict=True)
     block = block.to(device).eval().requires_grad_(False)
     return Run(folder, model.to(device), block, cfg, int(meta["step"]), model_ref)

@@ -56,7 +56,7 @@ class DiscoveryModules(nn.Module):
 
     def __init__(self, model: HSpaceModel, cfg: DiscoveryConfig):
         super().__init__()
-        self.shift_block = ShiftBlock(model.h_channels, model.emb_channels, cfg.K)
+        self.shift_block = ShiftBlock(model.h_channels, model.emb_channels, cfg.K, cfg.shift_norm)
         if cfg.direction_init_std > 0:  # distinct directions from the start, instead of x~0 == x0
             nn.init.normal_(self.shift_block.out_weight, std=cfg.direction_init_std)
         self.reconstructor = build_reconstructor(cfg.reconstructor, model.in_channels, cfg.K)

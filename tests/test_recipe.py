@@ -142,3 +142,34 @@ def test_a_resumed_run_keeps_a_better_best_only(tmp_path):
     )
     kept = json.loads((out / "best" / "config.json").read_text())
     assert kept["rca_heldout"] == 2.0 and kept["step"] == meta["step"]
+
+
+def test_shift_norm_sets_each_shift_to_s_times_r_times_h():
+    model = load_model("tiny")
+    trainer = DiscoveryTrainer(model, TINY.replace(direction_init_std=0.3, shift_norm=0.25))
+    block = trainer.modules.shift_block
+    g = torch.Generator().manual_seed(0)
+    h, emb = torch.randn(5, block.h_channels, 4, 4, generator=g), torch.randn(5, block.emb_channels, generator=g)
+    s = torch.tensor([-2.0, -0.5, 0.0, 1.0, 3.0])
+    for k in range(TINY.K):
+        delta = block.delta(h, emb, [(k, s)])
+        ratio = delta.pow(2).mean(dim=(1, 2, 3)).sqrt() / h.pow(2).mean(dim=(1, 2, 3)).sqrt()
+        torch.testing.assert_close(ratio, s.abs() * 0.25)
+    assert block.delta(h, emb, [(0, 0.0)]).eq(0).all()  # s = 0 is plain DDIM exactly
+    two = block.delta(h, emb, [(0, 1.0), (1, -2.0)])  # edits add up, each at its own size
+    torch.testing.assert_close(two, block.delta(h, emb, [(0, 1.0)]) + block.delta(h, emb, [(1, -2.0)]))
+
+
+def test_a_run_with_shift_norm_trains_and_reopens_with_it(tmp_path):
+    cfg = TINY.replace(train_steps=2, direction_init_std=0.1, shift_norm=0.5)
+    out = discover("tiny", cfg, tmp_path / "run", grid_every=0, rca_every=0, progress=False)
+    run = load_run(out)
+    assert run.config.shift_norm == 0.5 and run.shift_block.shift_norm == 0.5
+    h = torch.randn(3, run.shift_block.h_channels, 4, 4)
+    delta = run.shift_block.delta(h, torch.randn(3, run.shift_block.emb_channels), [(1, 2.0)])
+    ratio = delta.pow(2).mean(dim=(1, 2, 3)).sqrt() / h.pow(2).mean(dim=(1, 2, 3)).sqrt()
+    torch.testing.assert_close(ratio, torch.full((3,), 1.0))  # |s| r = 2 x 0.5
+    with pytest.raises(ValueError, match="shift_norm=0.0: give a size"):
+        DiscoveryConfig(shift_norm=0.0, direction_init_std=0.1)
+    with pytest.raises(ValueError, match="--direction-init-std"):
+        DiscoveryConfig(shift_norm=0.5)

@@ -113,3 +113,17 @@ def test_direction_init_std_starts_from_distinct_directions(model):
     assert 0.2 < w.std().item() < 0.4 and not torch.equal(w[0], w[1])
     with pytest.raises(ValueError, match="direction_init_std=-1"):
         DiscoveryConfig(direction_init_std=-1)
+
+
+def test_checkpointed_gradients_equal_vanilla_with_shift_norm(model):
+    cfg = DiscoveryConfig(
+        K=3, S=2.0, M=4, t_stop=400, batch_size=4, algorithm="checkpointed", direction_init_std=0.05, shift_norm=0.3
+    )
+    ts = uniform_timesteps(4)
+    base, batch = _modules(model, cfg), _batch(cfg)
+    vanilla = generator_gradients(model, copy.deepcopy(base), batch, ts, cfg.replace(algorithm="vanilla"))
+    checkpointed = generator_gradients(model, copy.deepcopy(base), batch, ts, cfg)
+    assert all(g.abs().max() > 0 for n, g in vanilla.items() if n.startswith("shift_block")), (
+        "a parameter got no gradient"
+    )
+    assert max_relative_difference(checkpointed, vanilla) <= 3e-5
