@@ -64,7 +64,7 @@ class DiscoveryConfig:
         "pretrained", "the discriminator starts from the DM's encoder weights, or random (paper)", DISCRIMINATOR_INITS
     )
     direction_init_std: float = doc(0.0, "0: zero-initialised output convs (paper); > 0: N(0, std^2) weights")
-    # The free norm grows to 0.55-1.15 x |h| per unit of s (3-6 x |h| at s = S): edits that redraw the digit.
+    # A free norm grows to 0.6-1.1 x |h| per unit of s at K = 16 (3-6 x |h| at s = S): edits that redraw the digit.
     shift_norm: float | None = doc(
         None,
         "none: Delta h = s f(h, k) (paper); r > 0: f(h, k) rescaled per sample so that |Delta h| = |s| r |h| (RMS), "
