@@ -2,7 +2,8 @@
 # A lent-GPU session for issue 10 (docs/discovery.md, section 4), run from the repository root:
 #   OUT=/some/folder bash experiments/gpu_session.sh
 # Four jobs share the GPU (each is launch-bound, so side by side they cost little more than alone):
-#   A   the DM MNIST32-live, continued from checkpoints/dm-live for DM_SECONDS at batch DM_BATCH;
+#   A   the DM MNIST32-live, continued from checkpoints/dm-live for DM_SECONDS at batch DM_BATCH
+#       (removed since the step-22,310 EMA shipped: `git checkout f94b2e5 -- checkpoints/dm-live` first);
 #   B   from the start, K = 16 (preset mnist-cpu, the default recipe) on the shipped `default` model;
 #   C   after A, K = 16 on A's fp16 EMA (`default` in a second copy of the package);
 #   A2  after A, the DM continued from A until about END (a checkpoint for later sessions);
