@@ -31,6 +31,11 @@ def direction_indices(k, batch: int, device, K: int) -> torch.Tensor:
     return k
 
 
+def magnitudes(s, batch: int, device, dtype) -> torch.Tensor:
+    """s (a number or one magnitude per sample) as magnitudes [batch]."""
+    return torch.as_tensor(s, device=device, dtype=dtype).expand(batch)
+
+
 class ShiftBlock(nn.Module):
     """``f_t(h, k)``: GroupNorm, SiLU, 1x1 conv, plus the frozen UNet's time embedding, GroupNorm, SiLU,
     then the k-th of K independent 1x1 output convs.
@@ -62,7 +67,7 @@ class ShiftBlock(nn.Module):
         weight = bias = 0
         for k, s in edits:
             k = direction_indices(k, batch, device, self.num_directions)
-            s = torch.as_tensor(s, device=device, dtype=self.out_weight.dtype).expand(batch)
+            s = magnitudes(s, batch, device, self.out_weight.dtype)
             weight = weight + s[:, None, None] * self.out_weight[k]
             bias = bias + s[:, None] * self.out_bias[k]
         return weight, bias
@@ -74,7 +79,7 @@ class ShiftBlock(nn.Module):
             return self.apply_directions(z, edits)  # one einsum for any number of edits
         delta = torch.zeros_like(h)
         for k, s in edits:
-            s = torch.as_tensor(s, device=h.device, dtype=h.dtype).expand(h.shape[0])
+            s = magnitudes(s, h.shape[0], h.device, h.dtype)
             delta = delta + s[:, None, None, None] * self.direction(z, h, k)
         return delta
 
@@ -130,7 +135,7 @@ class GlobalDirections:
         delta = torch.zeros_like(h)
         for k, s in edits:
             k = direction_indices(k, h.shape[0], h.device, self.num_directions)
-            s = torch.as_tensor(s, device=h.device, dtype=h.dtype).expand(h.shape[0])
+            s = magnitudes(s, h.shape[0], h.device, h.dtype)
             delta = delta + s[:, None, None, None] * table[k]
         return delta
 
