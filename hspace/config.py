@@ -25,6 +25,7 @@ PAPER_RECIPE = {
     "shift_lr": None,
     "reconstructor_lr": None,
     "discriminator_lr": None,
+    "lr_warmdown": 0.0,
     "min_shift": 0.0,
     "balanced_k": False,
     "direction_init_std": 0.0,
@@ -54,6 +55,10 @@ class DiscoveryConfig:
     shift_lr: float | None = doc(1e-2, "the shift block's learning rate (none: lr; paper: one lr for all)")
     reconstructor_lr: float | None = doc(None, "the reconstructor's learning rate (none: lr)")
     discriminator_lr: float | None = doc(None, "the discriminator's learning rate (none: lr)")
+    # Held-out RCA swings by up to 0.25 between evaluations at constant rates (docs/discovery.md, section 4).
+    lr_warmdown: float = doc(
+        0.0, "every learning rate falls linearly to zero over this last share of train_steps (0: constant, paper)"
+    )
     min_shift: float = doc(0.5, "|s| is drawn from [min_shift, S] with a random sign (paper: 0)")
     balanced_k: bool = doc(True, "each direction index equally often in every batch (paper: k ~ U{0..K-1} per sample)")
     batch_size: int = doc(128, "samples per training step, over all processes")
@@ -109,6 +114,10 @@ class DiscoveryConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 problems.append(f"{name}={value}: give a learning rate > 0")
+        if not 0 <= self.lr_warmdown <= 1:
+            problems.append(
+                f"lr_warmdown={self.lr_warmdown}: choose a share of train_steps in [0, 1] (0: constant rates)"
+            )
         if not 0 <= self.min_shift < self.S:
             problems.append(f"min_shift={self.min_shift}: choose 0 <= min_shift < S ({self.S})")
         if not self.direction_init_std >= 0:
@@ -151,6 +160,14 @@ class DiscoveryConfig:
             "discriminator": self.discriminator_lr,
         }[part]
         return self.lr if own is None else own
+
+    def lr_factor(self, step: int) -> float:
+        """What every learning rate is multiplied by for training step ``step`` (0-based): 1, then
+        linearly down over the last ``lr_warmdown`` share of ``train_steps``, so that the last step
+        still moves (a function of the step alone: a resumed run follows the same rates)."""
+        warm = self.lr_warmdown * self.train_steps
+        left = self.train_steps - step
+        return 1.0 if warm <= 0 or left >= warm else max(left, 0) / warm
 
     def plan(self) -> GradientPlan:
         """``algorithm`` and the settings around it, resolved once into what a training step does."""

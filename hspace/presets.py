@@ -107,7 +107,14 @@ RUN_PRESETS: dict[str, tuple[str, DiscoveryConfig]] = {
         "default",
         DiscoveryConfig(K=16, S=5, M=10, t_stop=400, batch_size=32, train_steps=3000, **PAPER_RECIPE),
     ),
-    "mnist-demo": ("default", DiscoveryConfig(K=4, S=5, M=5, t_stop=400, batch_size=32, train_steps=150)),
+    # Off the zero saddle from step 1, the rates down over the last 80 steps: above 0.6 held-out RCA on
+    # every seed measured, where the zero start ended at 0.50-0.78 (docs/discovery.md, "A start off the saddle").
+    "mnist-demo": (
+        "default",
+        DiscoveryConfig(
+            K=4, S=5, M=5, t_stop=400, batch_size=32, train_steps=200, direction_init_std=0.05, lr_warmdown=0.4
+        ),
+    ),
 }
 
 # Files that ship inside the package: named here only.

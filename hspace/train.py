@@ -314,6 +314,7 @@ class DiscoveryTrainer:
             ]
         )
         self.opt_d = torch.optim.Adam(self.modules.discriminator.parameters(), lr=cfg.part_lr("discriminator"))
+        self.base_lrs = [[g["lr"] for g in opt.param_groups] for opt in (self.opt_g, self.opt_d)]
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.cache = RealChainCache(self.plan.real_cache, cfg.real_refresh, seed=cfg.seed + 1 + self.dist.rank)
         self._kept: int | None = None
@@ -347,6 +348,13 @@ class DiscoveryTrainer:
             x_T, k, s = self.dist.slice(x_T), self.dist.slice(k), self.dist.slice(s)
         return x_T.to(self.device), k.to(self.device), s.to(self.device)
 
+    def set_learning_rates(self):
+        """Each part's rate times ``cfg.lr_factor`` of the step about to be taken."""
+        factor = self.cfg.lr_factor(self.step)
+        for opt, base in zip((self.opt_g, self.opt_d), self.base_lrs):
+            for group, lr in zip(opt.param_groups, base):
+                group["lr"] = lr * factor
+
     def train_step(self, batch=None, diagnose: bool = False) -> dict[str, float]:
         """One step of Algorithm 1 (or vanilla, or optimised): update D, then the shift block and
         reconstructor. Without ``batch``, draws one (mixing in cached real chains when on).
@@ -357,6 +365,7 @@ class DiscoveryTrainer:
         else:
             (x_T, k, s), x0_cached = batch[:3], (batch[3] if len(batch) > 3 else None)
         self.modules.train()
+        self.set_learning_rates()
         self.opt_g.zero_grad(set_to_none=True)
         reduce = self.dist.average_gradients if self.dist.world > 1 else None
         metrics, x0_real = compute_gradients(

@@ -10,15 +10,29 @@ from hspace import presets
 from hspace.cli import main
 from hspace.discover import discover
 from hspace.run import load_run
+from hspace.train import DiscoveryTrainer
 
 CFG = presets.run_preset("tiny")[1].replace(train_steps=4, batch_size=4, M=3)
 
 
-def test_resumed_run_equals_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("warmdown", [0.0, 0.75])  # the rates' schedule is a function of the step: it resumes too
+def test_resumed_run_equals_uninterrupted_run(tmp_path, monkeypatch, warmdown):
+    cfg = CFG.replace(lr_warmdown=warmdown)
     quick = dict(grid_every=0, rca_pairs=16, progress=False)  # held-out RCA on a few pairs: it must not move training
-    straight = discover("tiny", CFG, tmp_path / "straight", **quick)
-    discover("tiny", CFG.replace(train_steps=2), tmp_path / "split", checkpoint_every=1, **quick)
-    split = discover("tiny", CFG, tmp_path / "split", resume=True, **quick)
+    straight = discover("tiny", cfg, tmp_path / "straight", **quick)
+    # The same 4-step run interrupted after step 2 (a shorter train_steps would be another schedule).
+    train_step = DiscoveryTrainer.train_step
+
+    def interrupted_after_two(trainer, *args, **kwargs):
+        if trainer.step == 2:
+            raise KeyboardInterrupt
+        return train_step(trainer, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(DiscoveryTrainer, "train_step", interrupted_after_two)
+        with pytest.raises(KeyboardInterrupt):
+            discover("tiny", cfg, tmp_path / "split", checkpoint_every=1, **quick)
+    split = discover("tiny", cfg, tmp_path / "split", resume=True, **quick)
     a, b = load_run(straight), load_run(split)
     assert a.step == b.step == 4
     for (name, p), q in zip(a.shift_block.state_dict().items(), b.shift_block.state_dict().values()):

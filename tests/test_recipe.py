@@ -57,6 +57,19 @@ def test_both_recipes_train_with_their_learning_rates(recipe):
     assert all(metrics[f"grad_{t}"] > 0 for t in ("g", "ce", "l1")), metrics
 
 
+def test_the_warmdown_lowers_every_rate_linearly_over_the_last_steps():
+    cfg = TINY.replace(train_steps=8, lr_warmdown=0.5)
+    assert [cfg.lr_factor(step) for step in range(8)] == [1, 1, 1, 1, 1, 0.75, 0.5, 0.25]
+    assert [TINY.replace(train_steps=8).lr_factor(step) for step in range(8)] == [1] * 8
+    trainer = DiscoveryTrainer(load_model("tiny"), cfg)
+    for _ in range(6):
+        trainer.train_step()
+    lrs = [group["lr"] for group in trainer.opt_g.param_groups] + [trainer.opt_d.param_groups[0]["lr"]]
+    assert lrs == pytest.approx([0.75 * cfg.part_lr(p) for p in ("shift_block", "reconstructor", "discriminator")])
+    with pytest.raises(ValueError, match=r"lr_warmdown=1.5: choose a share of train_steps in \[0, 1\]"):
+        DiscoveryConfig(lr_warmdown=1.5)
+
+
 def test_held_out_rca_is_the_same_on_every_evaluation_of_a_state():
     trainer = DiscoveryTrainer(load_model("tiny"), TINY.replace(direction_init_std=0.3))
     held_out = HeldOutPairs(trainer.model, trainer.cfg, trainer.timesteps, num_pairs=10, batch_size=4)
