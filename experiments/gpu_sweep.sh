@@ -5,7 +5,8 @@
 # parts and on its best held-out parts. From the repository root:
 #   OUT=$OUT END=450 bash experiments/gpu_sweep.sh
 # Runs resume elsewhere with `hspace discover --out RUN --resume` (a checkpoint every 25 steps).
-# A check on the CPU: DEVICE=cpu STEPS=2 PAIRS=16 RCA_PAIRS=16 END=400 EVAL_SECONDS=900 bash experiments/gpu_sweep.sh
+# A check of the plumbing on the CPU (one run; `python3` must be the one with torch):
+#   ONLY=norm0.3-pretrainedD DEVICE=cpu STEPS=1 PAIRS=8 RCA_PAIRS=8 END=600 EVAL_SECONDS=500 bash experiments/gpu_sweep.sh
 # What comes back under $OUT: one tar of every run folder (checkpoints left out) and one of the logs.
 set -u
 OUT=${OUT:-/tmp/gpu-out}
@@ -31,8 +32,11 @@ RUNS=(
     "norm0.3-pretrainedD --direction-init-std 0.01 --shift-norm 0.3"
     "norm0.4-pretrainedD --direction-init-std 0.01 --shift-norm 0.4"
 )
+ONLY=${ONLY:-} # a NAME: that run alone
+shopt -s nullglob
 for spec in "${RUNS[@]}"; do
     read -r name settings <<<"$spec"
+    [ -z "$ONLY" ] || [ "$name" = "$ONLY" ] || continue
     # shellcheck disable=SC2086 # the settings are words
     timeout "$((END - 60))" python3 -m hspace discover --preset mnist-cpu --model default --out "runs/sweep/$name" \
         --train-steps "$STEPS" --lr-warmdown 0.25 --rca-every 100 --rca-pairs "$RCA_PAIRS" --grid-every 400 \
