@@ -4,8 +4,8 @@
 
 For each S, the pairs are drawn as in training but with |s| in [min_shift, S] (the run's own
 reconstructor, trained on |s| up to the run's S, judges them), and the FID of raw and shifted
-samples is taken against the 1,000 held-out digits (shipped classifier features), as ``hspace
-evaluate`` does. One JSON line per S. Results are in docs/discovery.md, section 4.
+samples is taken against the 1,000 held-out digits (shipped classifier features), and the mean
+overlap of the directions' edits at s = +S, as ``hspace evaluate`` does. One JSON line per S. Results are in docs/discovery.md, section 4.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 import torch
 
 from hspace.data import load_dataset
-from hspace.evaluate import load_feature_extractor, reconstructor_accuracy
+from hspace.evaluate import load_feature_extractor, rank_directions, reconstructor_accuracy, summarise_overlap
 from hspace.metrics import frechet_distance
 from hspace.run import load_run
 
@@ -34,6 +34,7 @@ def main():
     real, _ = load_dataset("mnist", run.model.image_size, run.model.in_channels, split="heldout")
     with torch.no_grad():
         f_real = features(real)
+    ks = list(range(run.config.K))
     for S in args.S:
         start = time.monotonic()
         smaller = dataclasses.replace(run, config=dataclasses.replace(run.config, S=S))
@@ -45,6 +46,7 @@ def main():
             "shift_mae": round(r["shift_mae"], 3),
             "fid_raw": round(frechet_distance(f_real, r["features_raw"]), 2),
             "fid_shifted": round(frechet_distance(f_real, r["features_shifted"]), 2),
+            "edit_overlap": round(summarise_overlap(rank_directions(smaller, ks)[1], ks)["edit_overlap_mean"], 3),
             "seconds": round(time.monotonic() - start, 1),
         }
         print(json.dumps(row), flush=True)

@@ -73,7 +73,11 @@ class DiscoveryConfig:
     shift_norm: float | None = doc(
         None,
         "none: Delta h = s f(h, k) (paper); r > 0: f(h, k) rescaled per sample so that |Delta h| = |s| r |h| (RMS), "
-        "so that s alone sets the edit's size (needs direction_init_std > 0)",
+        "so that s alone sets the edit's size (needs direction_init_std > 0 or init_from)",
+    )
+    # Directions found with large, free shifts, then refined at a bounded size (docs/discovery.md, "Refining").
+    init_from: str | None = doc(
+        None, "start from the three parts of this run (a folder or shipped name) with fresh optimisers; none: new parts"
     )
     # How gradients are computed; all give the same gradients for the same draws (see train.py).
     algorithm: str = doc(
@@ -128,10 +132,10 @@ class DiscoveryConfig:
             problems.append(
                 f"shift_norm={self.shift_norm}: give a size per unit of s > 0 (or none for the paper's free norm)"
             )
-        elif self.shift_norm is not None and self.direction_init_std == 0:
+        elif self.shift_norm is not None and self.direction_init_std == 0 and self.init_from is None:
             problems.append(
                 "shift_norm needs directions that start non-zero (a zero direction has no norm to rescale): "
-                "also pass --direction-init-std, e.g. 0.01"
+                "also pass --direction-init-std, e.g. 0.01, or --init-from a trained run"
             )
         if self.discriminator_init not in DISCRIMINATOR_INITS:
             problems.append(f"discriminator_init={self.discriminator_init!r}: choose 'random' or 'pretrained'")

@@ -16,7 +16,7 @@ from .config import DiscoveryConfig
 from .distributed import Distributed
 from .models import load_model
 from .monitor import HeldOutPairs
-from .run import model_reference, save_parts
+from .run import check_init_run, load_parts, model_reference, save_parts
 from .sampling import direction_sweep, magnitudes, seed_noise
 from .train import DiscoveryTrainer
 from .viz import save_image, sheet
@@ -187,11 +187,14 @@ def discover(
         raise ValueError(f"{out} already holds a discovery run: pass --resume to continue it, or choose another --out")
     if resume and not (out / "checkpoint.pt").exists():
         raise ValueError(f"--resume: {out} holds no checkpoint.pt; start without --resume")
+    init = check_init_run(cfg.init_from, cfg) if cfg.init_from and not resume else None
     dist, device = Distributed.from_env(device)
     model = load_model(model_source, flags)
     trainer = DiscoveryTrainer(model, cfg, device, dist)
     model_ref = model_reference(model_source, model)
     main = dist.is_main
+    if init is not None:  # a resumed run's checkpoint holds the parts already
+        load_parts(init, trainer.modules, model_ref)
     rca = load_checkpoint(out, trainer, model_ref) if resume else 0.0
     if main:
         out.mkdir(parents=True, exist_ok=True)

@@ -310,6 +310,31 @@ def check_run_folder(ref: str | Path) -> Path:
     return folder
 
 
+def check_init_run(ref: str | Path, cfg: DiscoveryConfig) -> Path:
+    """The run a new one starts from (``--init-from``), checked to fit ``cfg`` before anything is loaded."""
+    folder = check_run_folder(ref)
+    saved = DiscoveryConfig.from_saved(json.loads((folder / "config.json").read_text())["config"])
+    if (saved.K, saved.reconstructor) != (cfg.K, cfg.reconstructor):
+        raise ValueError(
+            f"--init-from {ref}: that run has K={saved.K} and a {saved.reconstructor} reconstructor, this one "
+            f"K={cfg.K} and {cfg.reconstructor}: give --K {saved.K} --reconstructor {saved.reconstructor}"
+        )
+    return folder
+
+
+def load_parts(folder: Path, modules, model_ref: dict) -> None:
+    """A run's three trained parts into ``modules``, refusing parts trained on another model."""
+    trained_on = json.loads((folder / "config.json").read_text())["model"]
+    if trained_on["fingerprint"] != model_ref["fingerprint"]:
+        raise ValueError(
+            f"--init-from {folder}: its parts were trained on another model ({trained_on['source']}, fingerprint "
+            f"{trained_on['fingerprint']}); start from a run on {model_ref['source']} or pass --model {trained_on['source']}"
+        )
+    for part in PARTS:
+        tensors, _ = load_tensors(folder / f"{part}.safetensors", KIND.format(part))
+        getattr(modules, part).load_state_dict(tensors, strict=True)
+
+
 def load_run(ref: str | Path, model: HSpaceModel | None = None, device: str | torch.device = "cpu") -> Run:
     """Open a run folder (or a shipped run's name); the model comes from the run's metadata unless given."""
     folder = check_run_folder(ref)

@@ -7,9 +7,10 @@ import torch
 
 from conftest import exit_code
 from hspace import presets
+from hspace.artifacts import load_tensors
 from hspace.cli import main
 from hspace.discover import discover
-from hspace.run import load_run
+from hspace.run import load_parts, load_run
 from hspace.train import DiscoveryTrainer
 
 CFG = presets.run_preset("tiny")[1].replace(train_steps=4, batch_size=4, M=3)
@@ -102,3 +103,26 @@ def test_first_step_says_what_makes_it_slow(tmp_path, capsys):
         "tiny", CFG.replace(train_steps=1, algorithm="checkpointed"), tmp_path / "plain", grid_every=0, rca_every=0
     )
     assert "step 1 also" not in capsys.readouterr().out  # Algorithm 1 measures and caches nothing
+
+
+def test_a_run_can_start_from_another_runs_parts(tmp_path, capsys):
+    quick = dict(grid_every=0, rca_every=0, progress=False)
+    first = discover("tiny", CFG.replace(train_steps=2), tmp_path / "first", **quick)
+    # Refined with another size: the free directions rescaled to |Delta h| = |s| 0.5 |h|, no random start needed.
+    refined_cfg = CFG.replace(train_steps=0, init_from=str(first), shift_norm=0.5)
+    refined = discover("tiny", refined_cfg, tmp_path / "refined", **quick)
+    meta = json.loads((refined / "config.json").read_text())
+    assert meta["step"] == 0 and meta["config"]["init_from"] == str(first)
+    for part in ("shift_block", "reconstructor", "discriminator"):
+        a = load_tensors(first / f"{part}.safetensors", f"hspace-{part}")[0]
+        b = load_tensors(refined / f"{part}.safetensors", f"hspace-{part}")[0]
+        assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a), part
+    with pytest.raises(ValueError, match="trained on another model"):
+        load_parts(
+            first, DiscoveryTrainer(load_run(first).model, CFG, "cpu").modules, {"source": "x", "fingerprint": "0"}
+        )
+    argv = ["discover", "--preset", "tiny", "--K", "3", "--init-from", str(first), "--out", str(tmp_path / "r")]
+    assert exit_code(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"that run has K={CFG.K}" in err and f"give --K {CFG.K}" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r").exists()
