@@ -1,0 +1,62 @@
+"""Why directions' edits overlap: how much of each edit is a part that every direction shares.
+
+    python experiments/overlap_common_part.py [RUN] [--seeds 8]
+
+``evaluate``'s edit overlap is the mean cosine between different directions' image changes
+x(+S) - x(0) on the same seeds. This splits it: the overlap at +S and at -S, the cosine between a
+direction's own +S and -S edits (positive: both contain the same change, whatever the sign), each
+edit's squared cosine with the mean edit over all directions on that seed (the shared part), and
+the overlap once that mean is taken out. Results are in docs/discovery.md, section 2 ("Refining").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from hspace.metrics import edit_overlap
+from hspace.run import load_run
+from hspace.sampling import seed_noise
+
+
+def unit(changes: torch.Tensor) -> torch.Tensor:
+    """Each image change [... x C x H x W] flattened to unit length [... x P]."""
+    return torch.nn.functional.normalize(changes.flatten(-3).double(), dim=-1)
+
+
+def mean_off_diagonal(matrix: torch.Tensor) -> float:
+    off = ~torch.eye(matrix.shape[0], dtype=torch.bool)
+    return round(float(matrix[off].mean()), 3)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run", nargs="?", default="default")
+    ap.add_argument("--seeds", type=int, default=8)
+    args = ap.parse_args()
+    run = load_run(args.run)
+    S = run.config.S
+    x_T = seed_noise(range(args.seeds), run.model.in_channels, run.model.image_size)
+    plus, minus = [], []
+    with torch.no_grad():
+        for k in range(run.config.K):
+            x = run.sweep(k, x_T, [-S, 0.0, S])  # [seeds x 3 x C x H x W]
+            plus.append(x[:, 2] - x[:, 1])
+            minus.append(x[:, 0] - x[:, 1])
+    plus, minus = torch.stack(plus), torch.stack(minus)  # [K x seeds x C x H x W]
+    shared = plus.mean(0, keepdim=True)  # the mean edit over directions, per seed
+    row = {
+        "run": str(args.run),
+        "overlap_plus_S": mean_off_diagonal(edit_overlap(plus)),
+        "overlap_minus_S": mean_off_diagonal(edit_overlap(minus)),
+        "cos_own_plus_minus": round(float((unit(plus) * unit(minus)).sum(-1).mean()), 3),
+        "cos2_with_mean_edit": round(float((unit(plus) * unit(shared)).sum(-1).pow(2).mean()), 3),
+        "overlap_without_mean_edit": mean_off_diagonal(edit_overlap(plus - shared)),
+    }
+    print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()
