@@ -5,7 +5,8 @@
 For each S, the pairs are drawn as in training but with |s| in [min_shift, S] (the run's own
 reconstructor, trained on |s| up to the run's S, judges them), and the FID of raw and shifted
 samples is taken against the 1,000 held-out digits (shipped classifier features), and the mean
-overlap of the directions' edits at s = +S, as ``hspace evaluate`` does. One JSON line per S. Results are in docs/discovery.md, section 4.
+overlap of the directions' edits at s = +S, as ``hspace evaluate`` does. One JSON line per S.
+Results are in docs/discovery.md, sections 2 ("Refining") and 4.
 """
 
 from __future__ import annotations
