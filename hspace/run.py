@@ -295,9 +295,14 @@ class Run:
         return direction_sweep(self.model, block, chain, t_stop, k, x_T, [s * scale for s in mags])
 
     def load_part(self, part: str, module: torch.nn.Module) -> torch.nn.Module:
-        tensors, _ = load_tensors(self.folder / f"{part}.safetensors", KIND.format(part))
-        module.load_state_dict(tensors, strict=True)
-        return module
+        return load_part(self.folder, part, module)
+
+
+def load_part(folder: Path, part: str, module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` with the weights of the run's trained ``part`` ("shift_block", "reconstructor", ...)."""
+    tensors, _ = load_tensors(folder / f"{part}.safetensors", KIND.format(part))
+    module.load_state_dict(tensors, strict=True)
+    return module
 
 
 def check_run_folder(ref: str | Path) -> Path:
@@ -331,8 +336,7 @@ def load_parts(folder: Path, modules, model_ref: dict) -> None:
             f"{trained_on['fingerprint']}); start from a run on {model_ref['source']} or pass --model {trained_on['source']}"
         )
     for part in PARTS:
-        tensors, _ = load_tensors(folder / f"{part}.safetensors", KIND.format(part))
-        getattr(modules, part).load_state_dict(tensors, strict=True)
+        load_part(folder, part, getattr(modules, part))
 
 
 def load_run(ref: str | Path, model: HSpaceModel | None = None, device: str | torch.device = "cpu") -> Run:
