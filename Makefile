@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# Discover K = 4 directions in the shipped MNIST model (150 steps, about 8 min on 2 cores; held-out RCA in docs/discovery.md), then draw them.
+# Discover K = 4 directions in the shipped MNIST model (200 steps, about 10 min on 2 cores; held-out RCA in docs/discovery.md), then draw them.
 demo: $(STAMP)
 	$(BIN)/hspace discover --preset mnist-demo --out runs/demo $$(test -f runs/demo/checkpoint.pt && echo --resume)
 	$(BIN)/hspace show runs/demo --out runs/demo/show

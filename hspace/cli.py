@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 from dataclasses import fields
+from functools import partial
 from pathlib import Path
 
 # Commands that can continue after an interruption, and so may advise --resume.
@@ -321,7 +322,7 @@ def cmd_evaluate(args) -> int:
     device = resolve_device(args.device)
     need_plots("evaluate")
     check_counts(args.num_pairs, args.recalibrate_pairs)
-    if args.json is not None and Path(args.json).is_dir():
+    if args.json not in (None, "-") and Path(args.json).is_dir():
         raise ValueError(f"--json {args.json} is a folder: give a file path, e.g. eval.json")
     check_run_folder(args.run)
     if args.features is not None:
@@ -333,12 +334,16 @@ def cmd_evaluate(args) -> int:
     r = evaluate(
         run, out, args.num_pairs, args.features, args.real, args.seed, recalibrate_pairs=args.recalibrate_pairs
     )
-    print(summary_line(r))
-    if args.json:
+    to_stdout = args.json == "-"
+    say = partial(print, file=sys.stderr) if to_stdout else print  # stdout holds only the JSON then
+    say(summary_line(r))
+    if to_stdout:
+        print(to_json(r))
+    elif args.json:
         text = to_json(r)
         atomic_write(args.json, lambda tmp: Path(tmp).write_text(text))
-        print(f"wrote {args.json}")
-    print(f"report: {out / 'report.md'}")
+        say(f"wrote {args.json}")
+    say(f"report: {out / 'report.md'}")
     return 0
 
 
@@ -568,7 +573,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--real", default="mnist", help="real images for FID: 'mnist' (held-out split), an image folder, IDX or .npz"
     )
     p.add_argument("--out", default=None, help="report folder (default: <run>/eval; ./eval-<name> for a shipped run)")
-    p.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON to PATH")
+    p.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        default=None,
+        metavar="PATH",
+        help="also write the figures as JSON to PATH (no PATH or -: to standard output, the rest to standard error)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the pairs (default: 0)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=cmd_evaluate)

@@ -21,6 +21,7 @@ OPTIMISED_KEPT_STEPS = 5
 PAPER_RECIPE = {
     "lambda1": 0.1,
     "lambda2": 0.1,
+    "edit_overlap_weight": 0.0,
     "lr": 1e-3,
     "shift_lr": None,
     "reconstructor_lr": None,
@@ -51,6 +52,12 @@ class DiscoveryConfig:
     # 0.3 / 0.1 keeps L_G nearer ln 2 than 1 / 0.25 at the same RCA; 0.1 / 0.1 stalls (docs/discovery.md, "L_G").
     lambda1: float = doc(0.3, "weight of the direction-index cross-entropy (paper: 0.1)")
     lambda2: float = doc(0.1, "weight of the shift-magnitude L1 (paper: 0.1)")
+    # Edits share a "fade the digit" part that makes them alike (docs/discovery.md, "Edit overlap").
+    edit_overlap_weight: float = doc(
+        0.0,
+        "weight of the squared cosine between two directions' edits of the same x_T and s; > 0 draws the batch "
+        "in such pairs (0: off, paper)",
+    )
     lr: float = doc(1e-3, "Adam learning rate (default betas) of every part without one of its own")
     shift_lr: float | None = doc(1e-2, "the shift block's learning rate (none: lr; paper: one lr for all)")
     reconstructor_lr: float | None = doc(None, "the reconstructor's learning rate (none: lr)")
@@ -121,6 +128,13 @@ class DiscoveryConfig:
         if not 0 <= self.lr_warmdown <= 1:
             problems.append(
                 f"lr_warmdown={self.lr_warmdown}: choose a share of train_steps in [0, 1] (0: constant rates)"
+            )
+        if not self.edit_overlap_weight >= 0:
+            problems.append(f"edit_overlap_weight={self.edit_overlap_weight}: give a weight >= 0 (0: off)")
+        elif self.edit_overlap_weight > 0 and (self.K < 2 or self.batch_size % 2):
+            problems.append(
+                f"edit_overlap_weight={self.edit_overlap_weight} pairs two directions on each x_T: it needs K >= 2 and an even "
+                f"batch_size (K={self.K}, batch_size={self.batch_size}), or edit_overlap_weight 0"
             )
         if not 0 <= self.min_shift < self.S:
             problems.append(f"min_shift={self.min_shift}: choose 0 <= min_shift < S ({self.S})")

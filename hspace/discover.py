@@ -27,6 +27,7 @@ LOG_FIELDS = [
     "loss_g",
     "loss_r",
     "acc",
+    "edit_cosine",
     "rca_running",
     "rca_heldout",
     "shift_mae_heldout",
@@ -34,6 +35,7 @@ LOG_FIELDS = [
     "grad_g",
     "grad_ce",
     "grad_l1",
+    "grad_overlap",
     "seconds",
 ]
 PLOTTED = tuple(f for f in LOG_FIELDS if f not in ("step", "shift_mae_heldout", "seconds"))  # TensorBoard scalars

@@ -80,6 +80,19 @@ def draw_edits(n: int, cfg: DiscoveryConfig, generator: torch.Generator) -> tupl
     return k, s
 
 
+def draw_edit_pairs(n: int, cfg: DiscoveryConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``draw_edits`` for a batch of pairs: samples 2i and 2i + 1 share s but not k [n]."""
+    k, s = draw_edits(n // 2, cfg, generator)
+    other = (k + torch.randint(1, cfg.K, k.shape, generator=generator)) % cfg.K  # any index but k
+    return torch.stack([k, other], dim=1).flatten(), s.repeat_interleave(2)
+
+
+def paired_edit_cosine(x0_real: torch.Tensor, x0_shift: torch.Tensor) -> torch.Tensor:
+    """Cosine between the edits x~0 - x0 of samples 2i and 2i + 1 [N/2], which share x_T and s."""
+    edits = (x0_shift - x0_real.detach()).flatten(1)  # [N x P]
+    return F.cosine_similarity(edits[0::2], edits[1::2], dim=1, eps=1e-8)
+
+
 def shifted_chain_step(model, shift_block, x, t, abar_t, abar_prev, edits, t_stop) -> torch.Tensor:
     """One step of the shifted chain: asymmetric (Eq. 2) for t >= t_stop, plain DDIM below."""
     eps, eps_hat = shifted_eps(model, x, timestep_batch(t, x), shift_block if t >= t_stop else None, edits)
@@ -152,18 +165,29 @@ def run_chains(
 def generator_losses(
     modules: DiscoveryModules, x0_real, x0_shift, k, s, cfg: DiscoveryConfig
 ) -> dict[str, torch.Tensor]:
-    """L_G = BCE(D(x~0), 1) and L_R = lambda1 CE(logits, k) + lambda2 L1(shift, s); also the batch RCA."""
+    """L_G = BCE(D(x~0), 1) and L_R = lambda1 CE(logits, k) + lambda2 L1(shift, s); also the batch RCA.
+
+    With ``edit_overlap_weight`` w > 0 (a batch of pairs, ``draw_edit_pairs``), L_R also has
+    w * mean cos^2 between the two edits of each pair: different directions should edit differently.
+    """
     d_fake = modules.discriminator(x0_shift)
     loss_g = F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
     logits, shift = modules.reconstructor(x0_real, x0_shift)
     loss_ce, loss_l1 = cfg.lambda1 * F.cross_entropy(logits, k), cfg.lambda2 * F.l1_loss(shift, s)
     acc = (logits.detach().argmax(dim=1) == k).float().mean()
-    return {"loss_g": loss_g, "loss_ce": loss_ce, "loss_l1": loss_l1, "loss_r": loss_ce + loss_l1, "acc": acc}
+    losses = {"loss_g": loss_g, "loss_ce": loss_ce, "loss_l1": loss_l1, "acc": acc}
+    if cfg.edit_overlap_weight > 0:
+        cosine = paired_edit_cosine(x0_real, x0_shift)  # [N/2]
+        losses["loss_overlap"] = cfg.edit_overlap_weight * cosine.pow(2).mean()
+        losses["edit_cosine"] = cosine.detach().mean()
+    losses["loss_r"] = sum(losses[t] for t in ("loss_ce", "loss_l1", "loss_overlap") if t in losses)
+    return losses
 
 
 def loss_gradient_norms(losses: dict[str, torch.Tensor], x0_shift: torch.Tensor) -> dict[str, float]:
-    """|d term / d x~0| for L_G, lambda1 CE and lambda2 L1: which term steers the shifted samples."""
-    terms = ("loss_g", "loss_ce", "loss_l1")
+    """|d term / d x~0| for L_G, lambda1 CE, lambda2 L1 (and the edit-overlap term): which term steers
+    the shifted samples."""
+    terms = [t for t in ("loss_g", "loss_ce", "loss_l1", "loss_overlap") if t in losses]
     norms = {}
     for t in terms:
         (g,) = torch.autograd.grad(losses[t], x0_shift, retain_graph=True)
@@ -268,7 +292,7 @@ def compute_gradients(
             grad = node.grad
     metrics = {
         "loss_d": loss_d.item(),
-        **{name: losses[name].item() for name in ("loss_g", "loss_r", "acc")},
+        **{name: losses[name].item() for name in ("loss_g", "loss_r", "acc", "edit_cosine") if name in losses},
         **diagnostics,
     }
     return metrics, chains.x0_real
@@ -286,10 +310,12 @@ class DiscoveryTrainer:
         dist: Distributed | None = None,
     ):
         self.cfg, self.device, self.dist = cfg, torch.device(device), dist or Distributed()
-        if cfg.batch_size % self.dist.world:
+        self.paired = cfg.edit_overlap_weight > 0  # batches of pairs that share x_T and s
+        unit = self.dist.world * (2 if self.paired else 1)  # a process holds whole pairs
+        if cfg.batch_size % unit:
             raise ValueError(
-                f"batch_size={cfg.batch_size} does not split over {self.dist.world} processes: "
-                f"choose a multiple of {self.dist.world}"
+                f"batch_size={cfg.batch_size} does not split over {self.dist.world} processes"
+                f"{' in pairs' if self.paired else ''}: choose a multiple of {unit}"
             )
         frozen = model.freeze().to(device)
         self.plan = cfg.plan()
@@ -338,12 +364,18 @@ class DiscoveryTrainer:
         return step_graphs_mb(self.model, self.modules.shift_block, self.cfg, self.timesteps, self.local_batch_size)
 
     def draw(self, batch_size: int | None = None):
-        """x_T ~ N(0, I) and (k, s) from ``draw_edits``, one per sample: the global batch is drawn
-        and this process keeps its slice, so any number of processes sees the same samples."""
+        """x_T ~ N(0, I) and (k, s) from ``draw_edits``, one per sample (``draw_edit_pairs``, each x_T
+        twice, when paired): the global batch is drawn and this process keeps its slice, so any number
+        of processes sees the same samples."""
         n = batch_size or self.cfg.batch_size
         m = self.model
-        x_T = torch.randn(n, m.in_channels, m.image_size, m.image_size, generator=self.generator)
-        k, s = draw_edits(n, self.cfg, self.generator)
+        n_noise = n // 2 if self.paired else n
+        x_T = torch.randn(n_noise, m.in_channels, m.image_size, m.image_size, generator=self.generator)
+        if self.paired:
+            x_T = x_T.repeat_interleave(2, dim=0)  # [n x C x H x W], pairs adjacent
+            k, s = draw_edit_pairs(n, self.cfg, self.generator)
+        else:
+            k, s = draw_edits(n, self.cfg, self.generator)
         if batch_size is None:
             x_T, k, s = self.dist.slice(x_T), self.dist.slice(k), self.dist.slice(s)
         return x_T.to(self.device), k.to(self.device), s.to(self.device)
@@ -361,7 +393,12 @@ class DiscoveryTrainer:
         ``diagnose``: also the loss terms' gradient norms at x~0 (grad_g, grad_ce, grad_l1)."""
         if batch is None:
             x_T, k, s = self.draw()
-            x_T, x0_cached = self.cache.mix(x_T)
+            if self.paired:  # cached chains replace whole pairs
+                x_T, x0_cached = self.cache.mix(x_T[0::2])
+                x_T = x_T.repeat_interleave(2, dim=0)
+                x0_cached = None if x0_cached is None else x0_cached.repeat_interleave(2, dim=0)
+            else:
+                x_T, x0_cached = self.cache.mix(x_T)
         else:
             (x_T, k, s), x0_cached = batch[:3], (batch[3] if len(batch) > 3 else None)
         self.modules.train()
@@ -383,7 +420,8 @@ class DiscoveryTrainer:
             diagnose,
         )
         n_fresh = x_T.shape[0] - (0 if x0_cached is None else x0_cached.shape[0])
-        self.cache.add(x_T[:n_fresh], x0_real[:n_fresh])
+        every = 2 if self.paired else 1  # each pair's chain once
+        self.cache.add(x_T[:n_fresh:every], x0_real[:n_fresh:every])
         if reduce is not None:
             reduce(self.modules.generator_parameters())
         self.opt_g.step()

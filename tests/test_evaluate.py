@@ -74,3 +74,11 @@ def test_user_feature_extractor_is_named_clearly(run_folder, tmp_path, capsys):
     assert main([*argv, "--features", "torch.nn:Flatten"]) == 0
     assert main([*argv, "--features", "math:pi"]) == 2
     assert "not a torch.nn.Module" in capsys.readouterr().err
+
+
+def test_evaluate_json_without_a_path_prints_only_the_json(run_folder, tmp_path, capsys):
+    argv = ["evaluate", str(run_folder), "--num-pairs", "4", "--recalibrate-pairs", "0", "--out", str(tmp_path)]
+    assert main([*argv, "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["num_pairs"] == 4
+    assert "RCA" in captured.err and "report.md" in captured.err

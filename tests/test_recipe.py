@@ -15,7 +15,7 @@ from hspace.models import load_model
 from hspace.monitor import HeldOutPairs, recalibrate_batch_norm
 from hspace.nets import LeNetReconstructor
 from hspace.run import load_run
-from hspace.train import DiscoveryTrainer, draw_edits
+from hspace.train import DiscoveryTrainer, draw_edit_pairs, draw_edits, paired_edit_cosine
 
 TINY = presets.run_preset("tiny")[1].replace(batch_size=4, M=3)
 
@@ -186,3 +186,26 @@ def test_a_run_with_shift_norm_trains_and_reopens_with_it(tmp_path):
         DiscoveryConfig(shift_norm=0.0, direction_init_std=0.1)
     with pytest.raises(ValueError, match="--direction-init-std"):
         DiscoveryConfig(shift_norm=0.5)
+
+
+def test_edit_pairs_share_x_T_and_s_but_not_the_direction():
+    cfg = TINY.replace(K=3, batch_size=8, edit_overlap_weight=1.0, direction_init_std=0.3)
+    k, s = draw_edit_pairs(8, cfg, torch.Generator().manual_seed(0))
+    assert torch.equal(s[0::2], s[1::2]) and (k[0::2] != k[1::2]).all() and ((k >= 0) & (k < 3)).all()
+    trainer = DiscoveryTrainer(load_model("tiny"), cfg)
+    x_T, k, s = trainer.draw()
+    assert torch.equal(x_T[0::2], x_T[1::2]) and not torch.equal(x_T[0], x_T[2])
+    metrics = trainer.train_step()
+    assert -1 <= metrics["edit_cosine"] <= 1
+    with pytest.raises(ValueError, match="even batch_size"):
+        DiscoveryConfig(batch_size=5, edit_overlap_weight=1.0)
+    with pytest.raises(ValueError, match="edit_overlap_weight=-1"):
+        DiscoveryConfig(edit_overlap_weight=-1.0)
+
+
+def test_paired_edit_cosine_is_known_for_known_edits():
+    x0 = torch.zeros(6, 1, 2, 2)
+    edit = torch.tensor([1.0, 2.0, 0.0, 0.0]).view(1, 2, 2)
+    orthogonal = torch.tensor([0.0, 0.0, 3.0, 0.0]).view(1, 2, 2)
+    x0_shift = torch.stack([edit, 2 * edit, edit, -edit, edit, orthogonal])  # same, opposite, orthogonal
+    torch.testing.assert_close(paired_edit_cosine(x0, x0_shift), torch.tensor([1.0, -1.0, 0.0]))
