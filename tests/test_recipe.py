@@ -197,6 +197,8 @@ def test_edit_pairs_share_x_T_and_s_but_not_the_direction():
     assert torch.equal(x_T[0::2], x_T[1::2]) and not torch.equal(x_T[0], x_T[2])
     metrics = trainer.train_step()
     assert -1 <= metrics["edit_cosine"] <= 1
+    assert len(trainer.cache) == 4  # each pair's real chain once: 8 samples, 4 x_T
+    assert -1 <= trainer.train_step()["edit_cosine"] <= 1  # now with cached pairs in the batch
     with pytest.raises(ValueError, match="even batch_size"):
         DiscoveryConfig(batch_size=5, edit_overlap_weight=1.0)
     with pytest.raises(ValueError, match="edit_overlap_weight=-1"):
