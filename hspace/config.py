@@ -52,7 +52,7 @@ class DiscoveryConfig:
     # 0.3 / 0.1 keeps L_G nearer ln 2 than 1 / 0.25 at the same RCA; 0.1 / 0.1 stalls (docs/discovery.md, "L_G").
     lambda1: float = doc(0.3, "weight of the direction-index cross-entropy (paper: 0.1)")
     lambda2: float = doc(0.1, "weight of the shift-magnitude L1 (paper: 0.1)")
-    # Edits share a "fade the digit" part that makes them alike (docs/discovery.md, "Edit overlap").
+    # Off: it moves along the same RCA-realism trade-off as a smaller shift (docs/discovery.md, "Edit overlap").
     edit_overlap_weight: float = doc(
         0.0,
         "weight of the squared cosine between two directions' edits of the same x_T and s; > 0 draws the batch "

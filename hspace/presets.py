@@ -123,7 +123,8 @@ MNIST_NPZ = ASSETS / "mnist-10k.npz"
 CLASSIFIER_PATH = ASSETS / "mnist-classifier.safetensors"
 # Models and discovery runs that ship inside the package.
 SHIPPED_MODELS: dict[str, str] = {"default": "default-dm.safetensors"}
-SHIPPED_RUNS: dict[str, Path] = {"default": ASSETS / "default-run"}
+# "default-free": the free-norm run that "default" was refined from (--init-from default-free --shift-norm 0.4).
+SHIPPED_RUNS: dict[str, Path] = {"default": ASSETS / "default-run", "default-free": ASSETS / "default-free-run"}
 
 
 def shipped_path(name: str) -> Path:
