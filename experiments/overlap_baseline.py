@@ -16,6 +16,7 @@ import copy
 import json
 
 import torch
+from overlap_common_part import mean_off_diagonal, unit  # the same split of the overlap
 
 from hspace.metrics import edit_overlap
 from hspace.run import load_run
@@ -47,12 +48,10 @@ def figures(run, block, x_T) -> dict:
             x = run.sweep(k, x_T, [0.0, S], directions=block)  # [seeds x 2 x C x H x W]
             changes.append(x[:, 1] - x[:, 0])
     changes = torch.stack(changes)  # [K x seeds x C x H x W]
-    off = ~torch.eye(run.config.K, dtype=torch.bool)
-    unit = torch.nn.functional.normalize(changes.flatten(2).double(), dim=2)
-    shared = torch.nn.functional.normalize(changes.mean(0).flatten(1).double(), dim=1)  # [seeds x P]
+    shared = changes.mean(0, keepdim=True)  # the mean edit over directions, per seed
     return {
-        "overlap": round(float(edit_overlap(changes)[off].mean()), 3),
-        "cos2_with_mean_edit": round(float((unit * shared).sum(-1).pow(2).mean()), 3),
+        "overlap": mean_off_diagonal(edit_overlap(changes)),
+        "cos2_with_mean_edit": round(float((unit(changes) * unit(shared)).sum(-1).pow(2).mean()), 3),
         "mean_abs_edit": round(float(changes.abs().mean()), 4),
     }
 
