@@ -44,3 +44,27 @@ def test_front_ends_do_not_import_each_other():
         }
         own = {"app", "app_state"} if name.startswith("app") else {name}
         assert not imported & (front_ends - own), f"{name}.py imports {sorted(imported & front_ends)}"
+
+
+def test_shipped_runs_open_and_name_their_lineage():
+    """Every shipped run opens; a refined one names, in its config and in each part's embedded config, another
+    shipped run as ``init_from``, so ``--init-from NAME`` reproduces it; labels and the app's ranking fit its K."""
+    import json
+
+    from safetensors import safe_open
+
+    from hspace.presets import SHIPPED_RUNS
+    from hspace.run import load_run, read_labels
+
+    assert "default" in SHIPPED_RUNS
+    for name, folder in SHIPPED_RUNS.items():
+        run = load_run(name)
+        assert run.name == name
+        parent = run.config.init_from
+        assert parent is None or (parent in SHIPPED_RUNS and parent != name), (name, parent)
+        for part in ("shift_block", "reconstructor", "discriminator"):
+            with safe_open(str(folder / f"{part}.safetensors"), "pt") as f:
+                assert json.loads(f.metadata()["config"]).get("init_from") == parent, (name, part)
+        assert all(0 <= k < run.config.K for k in read_labels(folder)), name
+        ranking = json.loads((folder / "eval" / "results.json").read_text())["ranking"]
+        assert sorted(ranking) == list(range(run.config.K)), name
