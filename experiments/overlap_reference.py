@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from hspace.data import load_dataset
+from hspace.metrics import edit_overlap
 
 
 def affine(
@@ -70,8 +71,7 @@ def main():
     same = (y[a] == y[b]) & (y[a] == y[c]) & (a != b) & (a != c) & (b != c)
 
     edits = style_edits(x[: args.digits].double())
-    unit = torch.stack([F.normalize(e.flatten(1), dim=1) for e in edits.values()])  # [E x N x P]
-    cosines = torch.einsum("inp,jnp->ijn", unit, unit).mean(2)  # [E x E]
+    cosines = edit_overlap(torch.stack(list(edits.values())))  # [E x E], as evaluate's overlap
     off = ~torch.eye(len(edits), dtype=torch.bool)
     print(
         json.dumps(

@@ -3,8 +3,8 @@
     python experiments/plot_tradeoff.py [docs/k16-tradeoff.csv] [--out docs/k16-tradeoff.png]
 
 Each row of the CSV is one ``hspace evaluate RUN --num-pairs 1000`` (docs/discovery.md, section 2,
-the section named in its last column; the marker says which); the shaded corner is issue 10's target (RCA >= 0.77, shifted
-FID within 25% of raw, overlap <= 0.3). The overlap panel also marks what edits made by hand on
+the section named in its last column; the marker says which); the shaded corner is issue 10's
+target (RCA >= 0.77, shifted FID within 25% of raw, overlap <= 0.3). The overlap panel also marks what edits made by hand on
 real digits give (``experiments/overlap_reference.py``): style edits 0.305, redrawn digits 0.495.
 """
 
