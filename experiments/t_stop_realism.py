@@ -1,12 +1,13 @@
 """Does a shorter shifting interval give more real edits of the same strength? t_stop and s, swept.
 
-    python experiments/t_stop_realism.py RUN [--t-stops 400,600] [--scales 0.5,1] [--num-pairs 500]
+    python experiments/t_stop_realism.py RUN [--t-stops 400,600] [--scales 0.5,1] [--num-pairs 500] [--M 20]
 
 The run's directions, applied on the steps t >= t_stop of its chain with s scaled, on the pairs
 ``evaluate`` draws (same seeds, same k and s before scaling). Per (t_stop, scale): the shifted
 samples' FID against the held-out digits (the shipped classifier's features, as ``evaluate``), how
 often the classifier's label changes, and the mean |x~0 - x0|. A later t_stop leaves more plain
-DDIM steps after the last shift, which may pull half-way shapes back to a digit. Results are in
+DDIM steps after the last shift, which may pull half-way shapes back to a digit; a longer chain
+(``--M``, the run's own by default) leaves more plain steps after the same t_stop. Results are in
 docs/discovery.md ("The shifting interval").
 """
 
@@ -23,6 +24,7 @@ from hspace.directions import rms
 from hspace.metrics import frechet_distance
 from hspace.run import load_run
 from hspace.sampling import seed_noise
+from hspace.schedule import uniform_timesteps
 from hspace.train import draw_edits, run_chains
 
 
@@ -44,11 +46,13 @@ def main():
     ap.add_argument("--scales", default="1")
     ap.add_argument("--num-pairs", type=int, default=500)
     ap.add_argument("--batch-size", type=int, default=100)
+    ap.add_argument("--M", type=int, default=None, help="DDIM steps of the chain (default: the run's)")
     ap.add_argument("--renormalise", action="store_true", help="keep RMS(h + Delta h) = RMS(h)")
     args = ap.parse_args()
     run = load_run(args.run)
     m, cfg = run.model, run.config
     clf = load_classifier()
+    timesteps = run.timesteps if args.M is None else uniform_timesteps(args.M, m.num_train_steps)
     block = RenormalisedShift(run.shift_block) if args.renormalise else run.shift_block
     real, _ = load_dataset("mnist", m.image_size, m.in_channels, split="heldout")
     with torch.no_grad():
@@ -63,7 +67,7 @@ def main():
                     n = min(args.batch_size, args.num_pairs - start)
                     x_T = seed_noise(range(start, start + n), m.in_channels, m.image_size)
                     edits = [(k_all[start : start + n], s_all[start : start + n] * scale)]
-                    c = run_chains(m, block, x_T, edits, run.timesteps, t_stop, kept_steps=0)
+                    c = run_chains(m, block, x_T, edits, timesteps, t_stop, kept_steps=0)
                     x0, x0s = c.x0_real.clamp(-1, 1), c.x0_shift.clamp(-1, 1)
                     f_raw.append(clf.features(x0))
                     f_shift.append(clf.features(x0s))
@@ -75,7 +79,8 @@ def main():
             row = {
                 "run": run.name,
                 "t_stop": t_stop,
-                "shifted_steps": sum(t >= t_stop for t in run.timesteps),
+                "M": len(timesteps),
+                "shifted_steps": sum(t >= t_stop for t in timesteps),
                 "scale": scale,
                 "renormalise": args.renormalise,
                 "fid_raw": round(raw, 2),
