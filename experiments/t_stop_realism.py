@@ -3,7 +3,8 @@
     python experiments/t_stop_realism.py RUN [--t-stops 400,600] [--scales 0.5,1] [--num-pairs 500] [--M 20]
 
 The run's directions, applied on the steps t >= t_stop of its chain with s scaled, on the pairs
-``evaluate`` draws (same seeds, same k and s before scaling). Per (t_stop, scale): the shifted
+``evaluate`` draws for the same ``--num-pairs`` (same x_T seeds, same k and s before scaling; k and
+s are drawn for the whole set, so 500 pairs are the first 500 x_T of 1,000 with another draw). Per (t_stop, scale): the shifted
 samples' FID against the held-out digits (the shipped classifier's features, as ``evaluate``), how
 often the classifier's label changes, and the mean |x~0 - x0|. A later t_stop leaves more plain
 DDIM steps after the last shift, which may pull half-way shapes back to a digit; a longer chain
