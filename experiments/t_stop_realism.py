@@ -5,8 +5,9 @@
 The run's directions, applied on the steps t >= t_stop of its chain with s scaled, on the pairs
 ``evaluate`` draws for the same ``--num-pairs`` (same x_T seeds, same k and s before scaling; k and
 s are drawn for the whole set, so 500 pairs are the first 500 x_T of 1,000 with another draw).
-Per (t_stop, scale): the shifted samples' FID against the held-out digits (the shipped classifier's features, as ``evaluate``), how
-often the classifier's label changes, and the mean |x~0 - x0|. A later t_stop leaves more plain
+Per (t_stop, scale): the shifted samples' FID against the held-out digits (the shipped
+classifier's features, as ``evaluate``), how often the classifier's label changes, and the mean
+|x~0 - x0|. A later t_stop leaves more plain
 DDIM steps after the last shift, which may pull half-way shapes back to a digit; a longer chain
 (``--M``, the run's own by default) leaves more plain steps after the same t_stop. Results are in
 docs/discovery.md ("The shifting interval").
