@@ -6,7 +6,10 @@
 x(+S) - x(0) on the same seeds. This splits it: the overlap at +S and at -S, the cosine between a
 direction's own +S and -S edits (positive: both contain the same change, whatever the sign), each
 edit's squared cosine with the mean edit over all directions on that seed (the shared part), and
-the overlap once that mean is taken out. Results are in docs/discovery.md, section 2 ("Refining").
+the overlap once that mean is taken out; and the split of each edit into the part even in s
+(x(+S) + x(-S)) / 2 - x(0), which both signs make, and the odd part (x(+S) - x(-S)) / 2: the even
+part's share of the squared edit (the quantity `--even-edit-weight` trains down) and the overlap of
+each part alone. Results are in docs/discovery.md, section 2 ("Refining", "Even edits").
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ def main():
             minus.append(x[:, 0] - x[:, 1])
     plus, minus = torch.stack(plus), torch.stack(minus)  # [K x seeds x C x H x W]
     shared = plus.mean(0, keepdim=True)  # the mean edit over directions, per seed
+    even, odd = (plus + minus) / 2, (plus - minus) / 2  # [K x seeds x C x H x W]
+    even2, odd2 = even.flatten(2).pow(2).sum(-1), odd.flatten(2).pow(2).sum(-1)  # [K x seeds]
     row = {
         "run": str(args.run),
         "overlap_plus_S": mean_off_diagonal(edit_overlap(plus)),
@@ -54,6 +59,9 @@ def main():
         "cos_own_plus_minus": round(float((unit(plus) * unit(minus)).sum(-1).mean()), 3),
         "cos2_with_mean_edit": round(float((unit(plus) * unit(shared)).sum(-1).pow(2).mean()), 3),
         "overlap_without_mean_edit": mean_off_diagonal(edit_overlap(plus - shared)),
+        "even_share": round(float((even2 / (even2 + odd2).clamp_min(1e-12)).mean()), 3),
+        "overlap_even_part": mean_off_diagonal(edit_overlap(even)),
+        "overlap_odd_part": mean_off_diagonal(edit_overlap(odd)),
     }
     print(json.dumps(row))
 

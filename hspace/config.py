@@ -22,6 +22,7 @@ PAPER_RECIPE = {
     "lambda1": 0.1,
     "lambda2": 0.1,
     "edit_overlap_weight": 0.0,
+    "even_edit_weight": 0.0,
     "lr": 1e-3,
     "shift_lr": None,
     "reconstructor_lr": None,
@@ -57,6 +58,12 @@ class DiscoveryConfig:
         0.0,
         "weight of the squared cosine between two directions' edits of the same x_T and s; > 0 draws the batch "
         "in such pairs (0: off, paper)",
+    )
+    # The part of an edit that both signs of s make is what different directions share (docs/discovery.md, "Even edits").
+    even_edit_weight: float = doc(
+        0.0,
+        "weight of the share of each edit that is even in s (the same change at s and -s); > 0 draws the batch in "
+        "pairs that share x_T and k, with s and -s (0: off, paper)",
     )
     lr: float = doc(1e-3, "Adam learning rate (default betas) of every part without one of its own")
     shift_lr: float | None = doc(1e-2, "the shift block's learning rate (none: lr; paper: one lr for all)")
@@ -135,6 +142,17 @@ class DiscoveryConfig:
             problems.append(
                 f"edit_overlap_weight={self.edit_overlap_weight} pairs two directions on each x_T: it needs K >= 2 and an even "
                 f"batch_size (K={self.K}, batch_size={self.batch_size}), or edit_overlap_weight 0"
+            )
+        if not self.even_edit_weight >= 0:
+            problems.append(f"even_edit_weight={self.even_edit_weight}: give a weight >= 0 (0: off)")
+        elif self.even_edit_weight > 0 and self.batch_size % 2:
+            problems.append(
+                f"even_edit_weight={self.even_edit_weight} pairs s and -s on each x_T: it needs an even batch_size "
+                f"(batch_size={self.batch_size}), or even_edit_weight 0"
+            )
+        if self.edit_overlap_weight > 0 and self.even_edit_weight > 0:
+            problems.append(
+                "edit_overlap_weight and even_edit_weight pair the batch in different ways: set one of them to 0"
             )
         if not 0 <= self.min_shift < self.S:
             problems.append(f"min_shift={self.min_shift}: choose 0 <= min_shift < S ({self.S})")

@@ -28,6 +28,7 @@ LOG_FIELDS = [
     "loss_r",
     "acc",
     "edit_cosine",
+    "even_share",
     "rca_running",
     "rca_heldout",
     "shift_mae_heldout",
@@ -36,6 +37,7 @@ LOG_FIELDS = [
     "grad_ce",
     "grad_l1",
     "grad_overlap",
+    "grad_even",
     "seconds",
 ]
 PLOTTED = tuple(f for f in LOG_FIELDS if f not in ("step", "shift_mae_heldout", "seconds"))  # TensorBoard scalars

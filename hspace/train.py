@@ -87,6 +87,22 @@ def draw_edit_pairs(n: int, cfg: DiscoveryConfig, generator: torch.Generator) ->
     return torch.stack([k, other], dim=1).flatten(), s.repeat_interleave(2)
 
 
+def draw_opposite_pairs(n: int, cfg: DiscoveryConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``draw_edits`` for a batch of pairs: samples 2i and 2i + 1 share k, with s and -s [n]."""
+    k, s = draw_edits(n // 2, cfg, generator)
+    return k.repeat_interleave(2), torch.stack([s, -s], dim=1).flatten()
+
+
+def paired_even_share(x0_real: torch.Tensor, x0_shift: torch.Tensor) -> torch.Tensor:
+    """Share of the edit that is even in s [N/2], for samples 2i and 2i + 1 (same x_T and k, s and -s):
+    |e|^2 / (|e|^2 + |o|^2) with e = (x~(s) + x~(-s)) / 2 - x0 and o = (x~(s) - x~(-s)) / 2.
+    0: the edit flips with the sign of s; 1: both signs make the same change."""
+    edits = (x0_shift - x0_real.detach()).flatten(1)  # [N x P]
+    even, odd = (edits[0::2] + edits[1::2]) / 2, (edits[0::2] - edits[1::2]) / 2  # [N/2 x P]
+    e2, o2 = even.pow(2).sum(1), odd.pow(2).sum(1)
+    return e2 / (e2 + o2).clamp_min(1e-12)
+
+
 def paired_edit_cosine(x0_real: torch.Tensor, x0_shift: torch.Tensor) -> torch.Tensor:
     """Cosine between the edits x~0 - x0 of samples 2i and 2i + 1 [N/2], which share x_T and s."""
     edits = (x0_shift - x0_real.detach()).flatten(1)  # [N x P]
@@ -169,6 +185,8 @@ def generator_losses(
 
     With ``edit_overlap_weight`` w > 0 (a batch of pairs, ``draw_edit_pairs``), L_R also has
     w * mean cos^2 between the two edits of each pair: different directions should edit differently.
+    With ``even_edit_weight`` w > 0 (pairs from ``draw_opposite_pairs``), L_R also has w * the mean
+    share of each edit that is even in s (``paired_even_share``): s and -s should undo each other.
     """
     d_fake = modules.discriminator(x0_shift)
     loss_g = F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
@@ -180,14 +198,18 @@ def generator_losses(
         cosine = paired_edit_cosine(x0_real, x0_shift)  # [N/2]
         losses["loss_overlap"] = cfg.edit_overlap_weight * cosine.pow(2).mean()
         losses["edit_cosine"] = cosine.detach().mean()
-    losses["loss_r"] = sum(losses[t] for t in ("loss_ce", "loss_l1", "loss_overlap") if t in losses)
+    if cfg.even_edit_weight > 0:
+        even_share = paired_even_share(x0_real, x0_shift)  # [N/2]
+        losses["loss_even"] = cfg.even_edit_weight * even_share.mean()
+        losses["even_share"] = even_share.detach().mean()
+    losses["loss_r"] = sum(losses[t] for t in ("loss_ce", "loss_l1", "loss_overlap", "loss_even") if t in losses)
     return losses
 
 
 def loss_gradient_norms(losses: dict[str, torch.Tensor], x0_shift: torch.Tensor) -> dict[str, float]:
-    """|d term / d x~0| for L_G, lambda1 CE, lambda2 L1 (and the edit-overlap term): which term steers
-    the shifted samples."""
-    terms = [t for t in ("loss_g", "loss_ce", "loss_l1", "loss_overlap") if t in losses]
+    """|d term / d x~0| for L_G, lambda1 CE, lambda2 L1 (and the edit-overlap or even-edit term): which
+    term steers the shifted samples."""
+    terms = [t for t in ("loss_g", "loss_ce", "loss_l1", "loss_overlap", "loss_even") if t in losses]
     norms = {}
     for t in terms:
         (g,) = torch.autograd.grad(losses[t], x0_shift, retain_graph=True)
@@ -292,7 +314,11 @@ def compute_gradients(
             grad = node.grad
     metrics = {
         "loss_d": loss_d.item(),
-        **{name: losses[name].item() for name in ("loss_g", "loss_r", "acc", "edit_cosine") if name in losses},
+        **{
+            name: losses[name].item()
+            for name in ("loss_g", "loss_r", "acc", "edit_cosine", "even_share")
+            if name in losses
+        },
         **diagnostics,
     }
     return metrics, chains.x0_real
@@ -310,7 +336,8 @@ class DiscoveryTrainer:
         dist: Distributed | None = None,
     ):
         self.cfg, self.device, self.dist = cfg, torch.device(device), dist or Distributed()
-        self.paired = cfg.edit_overlap_weight > 0  # batches of pairs that share x_T and s
+        # Batches of pairs that share x_T: with s and another k (edit overlap), or k and -s (even edits).
+        self.paired = cfg.edit_overlap_weight > 0 or cfg.even_edit_weight > 0
         unit = self.dist.world * (2 if self.paired else 1)  # a process holds whole pairs
         if cfg.batch_size % unit:
             raise ValueError(
@@ -364,8 +391,8 @@ class DiscoveryTrainer:
         return step_graphs_mb(self.model, self.modules.shift_block, self.cfg, self.timesteps, self.local_batch_size)
 
     def draw(self, batch_size: int | None = None):
-        """x_T ~ N(0, I) and (k, s) from ``draw_edits``, one per sample (``draw_edit_pairs``, each x_T
-        twice, when paired): the global batch is drawn and this process keeps its slice, so any number
+        """x_T ~ N(0, I) and (k, s) from ``draw_edits``, one per sample (``draw_edit_pairs`` or
+        ``draw_opposite_pairs``, each x_T twice, when paired): the global batch is drawn and this process keeps its slice, so any number
         of processes sees the same samples."""
         n = batch_size or self.cfg.batch_size
         m = self.model
@@ -373,7 +400,8 @@ class DiscoveryTrainer:
         x_T = torch.randn(n_noise, m.in_channels, m.image_size, m.image_size, generator=self.generator)
         if self.paired:
             x_T = x_T.repeat_interleave(2, dim=0)  # [n x C x H x W], pairs adjacent
-            k, s = draw_edit_pairs(n, self.cfg, self.generator)
+            draw_pairs = draw_edit_pairs if self.cfg.edit_overlap_weight > 0 else draw_opposite_pairs
+            k, s = draw_pairs(n, self.cfg, self.generator)
         else:
             k, s = draw_edits(n, self.cfg, self.generator)
         if batch_size is None:

@@ -15,7 +15,14 @@ from hspace.models import load_model
 from hspace.monitor import HeldOutPairs, recalibrate_batch_norm
 from hspace.nets import LeNetReconstructor
 from hspace.run import load_run
-from hspace.train import DiscoveryTrainer, draw_edit_pairs, draw_edits, paired_edit_cosine
+from hspace.train import (
+    DiscoveryTrainer,
+    draw_edit_pairs,
+    draw_edits,
+    draw_opposite_pairs,
+    paired_edit_cosine,
+    paired_even_share,
+)
 
 TINY = presets.run_preset("tiny")[1].replace(batch_size=4, M=3)
 
@@ -203,6 +210,34 @@ def test_edit_pairs_share_x_T_and_s_but_not_the_direction():
         DiscoveryConfig(batch_size=5, edit_overlap_weight=1.0)
     with pytest.raises(ValueError, match="edit_overlap_weight=-1"):
         DiscoveryConfig(edit_overlap_weight=-1.0)
+
+
+def test_opposite_pairs_share_x_T_and_the_direction_with_opposite_shifts():
+    cfg = TINY.replace(K=3, batch_size=8, even_edit_weight=1.0, direction_init_std=0.3)
+    k, s = draw_opposite_pairs(8, cfg, torch.Generator().manual_seed(0))
+    assert torch.equal(k[0::2], k[1::2]) and torch.equal(s[0::2], -s[1::2]) and (s.abs() >= cfg.min_shift).all()
+    trainer = DiscoveryTrainer(load_model("tiny"), cfg)
+    x_T, k, s = trainer.draw()
+    assert torch.equal(x_T[0::2], x_T[1::2]) and torch.equal(s[0::2], -s[1::2]) and not torch.equal(x_T[0], x_T[2])
+    assert 0 <= trainer.train_step()["even_share"] <= 1
+    assert len(trainer.cache) == 4  # each pair's real chain once
+    assert 0 <= trainer.train_step()["even_share"] <= 1  # now with cached pairs in the batch
+    with pytest.raises(ValueError, match="even batch_size"):
+        DiscoveryConfig(batch_size=5, even_edit_weight=1.0)
+    with pytest.raises(ValueError, match="even_edit_weight=-1"):
+        DiscoveryConfig(even_edit_weight=-1.0)
+    with pytest.raises(ValueError, match="set one of them to 0"):
+        DiscoveryConfig(edit_overlap_weight=1.0, even_edit_weight=1.0)
+
+
+def test_paired_even_share_is_known_for_known_edits():
+    x0 = torch.ones(8, 1, 2, 2)
+    edit = torch.tensor([1.0, 2.0, 0.0, 0.0]).view(1, 2, 2)
+    other = torch.tensor([0.0, 0.0, 3.0, 0.0]).view(1, 2, 2)
+    # odd (s and -s undo each other), even (both signs the same change), orthogonal, one sign only
+    edits = torch.stack([edit, -edit, edit, edit, edit, other, edit, 0 * edit])
+    share = paired_even_share(x0, x0 + edits)
+    torch.testing.assert_close(share, torch.tensor([0.0, 1.0, 0.5, 0.5]))
 
 
 def test_paired_edit_cosine_is_known_for_known_edits():
