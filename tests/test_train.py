@@ -129,27 +129,19 @@ def test_checkpointed_gradients_equal_vanilla_with_shift_norm(model):
     assert max_relative_difference(checkpointed, vanilla) <= 3e-5
 
 
-def test_checkpointed_gradients_equal_vanilla_with_the_edit_overlap_term(model):
-    cfg = DiscoveryConfig(K=3, S=2.0, M=4, t_stop=400, batch_size=4, algorithm="checkpointed", edit_overlap_weight=1.0)
+@pytest.mark.parametrize("term", ["edit_overlap_weight", "even_edit_weight"])
+def test_checkpointed_gradients_equal_vanilla_with_a_paired_term(model, term):
+    cfg = DiscoveryConfig(K=3, S=2.0, M=4, t_stop=400, batch_size=4, algorithm="checkpointed", **{term: 1.0})
     ts = uniform_timesteps(4)
     x_T, k, s = _batch(cfg)
-    batch = (x_T[:2].repeat_interleave(2, dim=0), torch.tensor([0, 1, 2, 0]), s[:2].repeat_interleave(2))  # two pairs
+    x_T = x_T[:2].repeat_interleave(2, dim=0)  # two pairs, each on one x_T
+    if term == "edit_overlap_weight":  # the same s, different directions
+        k, s = torch.tensor([0, 1, 2, 0]), s[:2].repeat_interleave(2)
+    else:  # the same direction, s and -s
+        k, s = k[:2].repeat_interleave(2), torch.stack([s[:2], -s[:2]], 1).flatten()
     base = _modules(model, cfg)
-    vanilla = generator_gradients(model, copy.deepcopy(base), batch, ts, cfg.replace(algorithm="vanilla"))
-    checkpointed = generator_gradients(model, copy.deepcopy(base), batch, ts, cfg)
+    vanilla = generator_gradients(model, copy.deepcopy(base), (x_T, k, s), ts, cfg.replace(algorithm="vanilla"))
+    checkpointed = generator_gradients(model, copy.deepcopy(base), (x_T, k, s), ts, cfg)
     assert max_relative_difference(checkpointed, vanilla) <= 3e-5
-    without = generator_gradients(model, copy.deepcopy(base), batch, ts, cfg.replace(edit_overlap_weight=0.0))
-    assert max_relative_difference(without, checkpointed) > 1e-3  # the term reaches the shift block
-
-
-def test_checkpointed_gradients_equal_vanilla_with_the_even_edit_term(model):
-    cfg = DiscoveryConfig(K=3, S=2.0, M=4, t_stop=400, batch_size=4, algorithm="checkpointed", even_edit_weight=1.0)
-    ts = uniform_timesteps(4)
-    x_T, k, s = _batch(cfg)
-    pairs = (x_T[:2].repeat_interleave(2, dim=0), k[:2].repeat_interleave(2), torch.stack([s[:2], -s[:2]], 1).flatten())
-    base = _modules(model, cfg)
-    vanilla = generator_gradients(model, copy.deepcopy(base), pairs, ts, cfg.replace(algorithm="vanilla"))
-    checkpointed = generator_gradients(model, copy.deepcopy(base), pairs, ts, cfg)
-    assert max_relative_difference(checkpointed, vanilla) <= 3e-5
-    without = generator_gradients(model, copy.deepcopy(base), pairs, ts, cfg.replace(even_edit_weight=0.0))
+    without = generator_gradients(model, copy.deepcopy(base), (x_T, k, s), ts, cfg.replace(**{term: 0.0}))
     assert max_relative_difference(without, checkpointed) > 1e-3  # the term reaches the shift block
