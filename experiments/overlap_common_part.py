@@ -8,8 +8,8 @@ direction's own +S and -S edits (positive: both contain the same change, whateve
 edit's squared cosine with the mean edit over all directions on that seed (the shared part), and
 the overlap once that mean is taken out; and the split of each edit into the part even in s
 (x(+S) + x(-S)) / 2 - x(0), which both signs make, and the odd part (x(+S) - x(-S)) / 2: the even
-part's share of the squared edit (the quantity `--even-edit-weight` trains down) and the overlap of
-each part alone. Results are in docs/discovery.md, section 2 ("Refining", "Even edits").
+part's share of the squared edit (the quantity `--even-edit-weight` trains down) at |s| = S/4 .. S,
+with the edits' RMS there, and the overlap of each part alone. Results are in docs/discovery.md, section 2 ("Refining", "Even edits").
 """
 
 from __future__ import annotations
@@ -34,6 +34,13 @@ def mean_off_diagonal(matrix: torch.Tensor) -> float:
     return round(float(matrix[off].mean()), 3)
 
 
+def even_share(plus: torch.Tensor, minus: torch.Tensor) -> float:
+    """Mean share of each edit's square that is even in s, from the edits at +s and -s [... x C x H x W]."""
+    even2 = ((plus + minus) / 2).flatten(-3).pow(2).sum(-1)
+    odd2 = ((plus - minus) / 2).flatten(-3).pow(2).sum(-1)
+    return round(float((even2 / (even2 + odd2).clamp_min(1e-12)).mean()), 3)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("run", nargs="?", default="default")
@@ -42,16 +49,13 @@ def main():
     run = load_run(args.run)
     S = run.config.S
     x_T = seed_noise(range(args.seeds), run.model.in_channels, run.model.image_size)
-    plus, minus = [], []
-    with torch.no_grad():
-        for k in range(run.config.K):
-            x = run.sweep(k, x_T, [-S, 0.0, S])  # [seeds x 3 x C x H x W]
-            plus.append(x[:, 2] - x[:, 1])
-            minus.append(x[:, 0] - x[:, 1])
-    plus, minus = torch.stack(plus), torch.stack(minus)  # [K x seeds x C x H x W]
+    sizes = [S / 4, S / 2, 3 * S / 4, S]
+    with torch.no_grad():  # [K x seeds x 9 x C x H x W]: s = -S .. +S
+        x = torch.stack([run.sweep(k, x_T, [-a for a in reversed(sizes)] + [0.0] + sizes) for k in range(run.config.K)])
+    edits = x - x[:, :, 4:5]  # each magnitude's change from s = 0
+    plus, minus = edits[:, :, 8], edits[:, :, 0]  # [K x seeds x C x H x W]
     shared = plus.mean(0, keepdim=True)  # the mean edit over directions, per seed
     even, odd = (plus + minus) / 2, (plus - minus) / 2  # [K x seeds x C x H x W]
-    even2, odd2 = even.flatten(2).pow(2).sum(-1), odd.flatten(2).pow(2).sum(-1)  # [K x seeds]
     row = {
         "run": str(args.run),
         "overlap_plus_S": mean_off_diagonal(edit_overlap(plus)),
@@ -59,7 +63,11 @@ def main():
         "cos_own_plus_minus": round(float((unit(plus) * unit(minus)).sum(-1).mean()), 3),
         "cos2_with_mean_edit": round(float((unit(plus) * unit(shared)).sum(-1).pow(2).mean()), 3),
         "overlap_without_mean_edit": mean_off_diagonal(edit_overlap(plus - shared)),
-        "even_share": round(float((even2 / (even2 + odd2).clamp_min(1e-12)).mean()), 3),
+        "even_share": {f"{a:g}": even_share(edits[:, :, 5 + i], edits[:, :, 3 - i]) for i, a in enumerate(sizes)},
+        "edit_rms": {
+            f"{a:g}": round(float(edits[:, :, 5 + i].flatten(2).pow(2).mean(-1).sqrt().mean()), 3)
+            for i, a in enumerate(sizes)
+        },
         "overlap_even_part": mean_off_diagonal(edit_overlap(even)),
         "overlap_odd_part": mean_off_diagonal(edit_overlap(odd)),
     }

@@ -5,7 +5,9 @@
 K fixed random h directions (Gaussian, unit RMS), applied as Delta h = size x RMS(h) x d_k on
 the asymmetric steps (Eq. 2) whose t lies in a window, plain DDIM elsewhere, from the same x_T.
 Per window: the mean |x~0 - x0|, how often the shipped digit classifier's label changes (an edit
-that redraws the digit as another), and the edit overlap between directions (as ``evaluate``).
+that redraws the digit as another), the edit overlap between directions (as ``evaluate``), and the
+share of each edit that is even in the sign of the shift (the same change at +d and -d; see
+``train.paired_even_share``).
 Results are in docs/discovery.md ("Where in the chain").
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import partial
 
 import torch
 
@@ -21,6 +24,7 @@ from hspace.metrics import edit_overlap
 from hspace.models import load_model
 from hspace.sampling import asymmetric_ddim_step, seed_noise, timestep_batch
 from hspace.schedule import chain_alpha_bars, uniform_timesteps
+from hspace.train import paired_even_share
 
 WINDOWS = [(900, 400), (900, 700), (600, 400), (500, 200), (300, 100)]
 
@@ -57,15 +61,19 @@ def main():
     directions = directions / directions.flatten(1).pow(2).mean(1).sqrt().view(-1, 1, 1, 1)  # unit RMS
 
     for window in WINDOWS:
-        changes, flips = [], []
+        changes, flips, evens = [], [], []
         for d in directions:
 
-            def shift(h, d=d):
+            def shift(h, d=d, sign=1.0):
                 rms = h.flatten(1).pow(2).mean(1).sqrt().view(-1, 1, 1, 1)  # [N x 1 x 1 x 1]
-                return args.size * rms * d
+                return sign * args.size * rms * d
 
             x0_shift = chain(model, x_T, timesteps, shift, window)
+            x0_opposite = chain(model, x_T, timesteps, partial(shift, sign=-1.0), window)
             changes.append(x0_shift - x0)
+            evens.append(
+                paired_even_share(x0.repeat_interleave(2, 0), torch.stack([x0_shift, x0_opposite], 1).flatten(0, 1))
+            )
             flips.append((predict(classifier, x0_shift.clamp(-1, 1)) != label).float().mean())
         changes = torch.stack(changes)  # [K x seeds x C x H x W]
         off = ~torch.eye(args.K, dtype=torch.bool)
@@ -76,6 +84,7 @@ def main():
             "mean_abs_edit": round(float(changes.abs().mean()), 4),
             "label_changed": round(float(torch.stack(flips).mean()), 3),
             "overlap": round(float(edit_overlap(changes)[off].mean()), 3),
+            "even_share": round(float(torch.stack(evens).mean()), 3),
         }
         print(json.dumps(row), flush=True)
 
