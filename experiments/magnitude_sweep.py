@@ -19,7 +19,13 @@ import time
 import torch
 
 from hspace.data import load_dataset
-from hspace.evaluate import load_feature_extractor, rank_directions, reconstructor_accuracy, summarise_overlap
+from hspace.evaluate import (
+    edit_measures,
+    load_feature_extractor,
+    rank_directions,
+    reconstructor_accuracy,
+    summarise_overlap,
+)
 from hspace.metrics import frechet_distance
 from hspace.run import load_run
 
@@ -40,6 +46,8 @@ def main():
         start = time.monotonic()
         smaller = dataclasses.replace(run, config=dataclasses.replace(run.config, S=S))
         r = reconstructor_accuracy(smaller, args.pairs, features=features, progress=False)
+        _, plus, minus = rank_directions(smaller, ks)
+        overlap, _ = edit_measures(plus, minus)
         row = {
             "S": S,
             "pairs": args.pairs,
@@ -47,7 +55,7 @@ def main():
             "shift_mae": round(r["shift_mae"], 3),
             "fid_raw": round(frechet_distance(f_real, r["features_raw"]), 2),
             "fid_shifted": round(frechet_distance(f_real, r["features_shifted"]), 2),
-            "edit_overlap": round(summarise_overlap(rank_directions(smaller, ks)[1], ks)["edit_overlap_mean"], 3),
+            "edit_overlap": round(summarise_overlap(overlap, ks)["edit_overlap_mean"], 3),
             "seconds": round(time.monotonic() - start, 1),
         }
         print(json.dumps(row), flush=True)

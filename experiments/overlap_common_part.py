@@ -19,7 +19,7 @@ import json
 
 import torch
 
-from hspace.metrics import edit_overlap
+from hspace.metrics import edit_overlap, even_share
 from hspace.run import load_run
 from hspace.sampling import seed_noise
 
@@ -32,13 +32,6 @@ def unit(changes: torch.Tensor) -> torch.Tensor:
 def mean_off_diagonal(matrix: torch.Tensor) -> float:
     off = ~torch.eye(matrix.shape[0], dtype=torch.bool)
     return round(float(matrix[off].mean()), 3)
-
-
-def even_share(plus: torch.Tensor, minus: torch.Tensor) -> float:
-    """Mean share of each edit's square that is even in s, from the edits at +s and -s [... x C x H x W]."""
-    even2 = ((plus + minus) / 2).flatten(-3).pow(2).sum(-1)
-    odd2 = ((plus - minus) / 2).flatten(-3).pow(2).sum(-1)
-    return round(float((even2 / (even2 + odd2).clamp_min(1e-12)).mean()), 3)
 
 
 def main():
@@ -63,7 +56,10 @@ def main():
         "cos_own_plus_minus": round(float((unit(plus) * unit(minus)).sum(-1).mean()), 3),
         "cos2_with_mean_edit": round(float((unit(plus) * unit(shared)).sum(-1).pow(2).mean()), 3),
         "overlap_without_mean_edit": mean_off_diagonal(edit_overlap(plus - shared)),
-        "even_share": {f"{a:g}": even_share(edits[:, :, 5 + i], edits[:, :, 3 - i]) for i, a in enumerate(sizes)},
+        "even_share": {
+            f"{a:g}": round(float(even_share(edits[:, :, 5 + i], edits[:, :, 3 - i]).mean()), 3)
+            for i, a in enumerate(sizes)
+        },
         "edit_rms": {
             f"{a:g}": round(float(edits[:, :, 5 + i].flatten(2).pow(2).mean(-1).sqrt().mean()), 3)
             for i, a in enumerate(sizes)

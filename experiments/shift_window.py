@@ -7,7 +7,7 @@ the asymmetric steps (Eq. 2) whose t lies in a window, plain DDIM elsewhere, fro
 Per window: the mean |x~0 - x0|, how often the shipped digit classifier's label changes (an edit
 that redraws the digit as another), the edit overlap between directions (as ``evaluate``), and the
 share of each edit that is even in the sign of the shift (the same change at +d and -d; see
-``train.paired_even_share``).
+``metrics.even_share``).
 Results are in docs/discovery.md ("Where in the chain").
 """
 
@@ -20,11 +20,10 @@ from functools import partial
 import torch
 
 from hspace.classifier import load_classifier, predict
-from hspace.metrics import edit_overlap
+from hspace.metrics import edit_overlap, even_share
 from hspace.models import load_model
 from hspace.sampling import asymmetric_ddim_step, seed_noise, timestep_batch
 from hspace.schedule import chain_alpha_bars, uniform_timesteps
-from hspace.train import paired_even_share
 
 WINDOWS = [(900, 400), (900, 700), (600, 400), (500, 200), (300, 100)]
 
@@ -71,9 +70,7 @@ def main():
             x0_shift = chain(model, x_T, timesteps, shift, window)
             x0_opposite = chain(model, x_T, timesteps, partial(shift, sign=-1.0), window)
             changes.append(x0_shift - x0)
-            evens.append(
-                paired_even_share(x0.repeat_interleave(2, 0), torch.stack([x0_shift, x0_opposite], 1).flatten(0, 1))
-            )
+            evens.append(even_share(x0_shift - x0, x0_opposite - x0))
             flips.append((predict(classifier, x0_shift.clamp(-1, 1)) != label).float().mean())
         changes = torch.stack(changes)  # [K x seeds x C x H x W]
         off = ~torch.eye(args.K, dtype=torch.bool)

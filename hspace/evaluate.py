@@ -13,7 +13,14 @@ from tqdm.auto import tqdm
 from .artifacts import atomic_write
 from .config import DiscoveryConfig
 from .directions import GlobalDirections, mean_shifts
-from .metrics import accuracy_per_class, edit_agreement, edit_overlap, frechet_distance, interpretability_proxy
+from .metrics import (
+    accuracy_per_class,
+    edit_agreement,
+    edit_overlap,
+    even_share,
+    frechet_distance,
+    interpretability_proxy,
+)
 from .monitor import recalibrate_batch_norm
 from .nets import build_reconstructor
 from .run import Run
@@ -164,18 +171,30 @@ def hspace_properties(run: Run, directions: list[int], num_seeds: int = 8, num_m
 def rank_directions(
     run: Run, directions: list[int], num_seeds: int = 8, num_magnitudes: int = 7
 ) -> tuple[dict, torch.Tensor]:
-    """The interpretability proxy per direction (see ``metrics.interpretability_proxy``), and how
-    alike the directions' edits at s = +S are (``metrics.edit_overlap``, [K x K])."""
+    """The interpretability proxy per direction (see ``metrics.interpretability_proxy``), and the
+    directions' edits at s = +S and -S [K x seeds x C x H x W] each (``edit_measures``)."""
     m, cfg = run.model, run.config
     x_T = seed_noise(range(num_seeds), m.in_channels, m.image_size).to(run.device)
-    mags = magnitudes(cfg.S, num_magnitudes)
-    zero, top = min(range(len(mags)), key=lambda j: abs(mags[j])), max(range(len(mags)), key=lambda j: mags[j])
-    out, changes = {}, []
+    mags = magnitudes(cfg.S, num_magnitudes)  # from -S to +S
+    zero = min(range(len(mags)), key=lambda j: abs(mags[j]))
+    out, plus, minus = {}, [], []
     for k in tqdm(directions, desc="proxy", leave=False):
         x = run.sweep(k, x_T, mags)  # [seeds x magnitudes x C x H x W]
         out[k] = interpretability_proxy(x, torch.tensor(mags))
-        changes.append((x[:, top] - x[:, zero]).cpu())
-    return out, edit_overlap(torch.stack(changes))
+        plus.append((x[:, -1] - x[:, zero]).cpu())
+        minus.append((x[:, 0] - x[:, zero]).cpu())
+    return out, torch.stack(plus), torch.stack(minus)
+
+
+def edit_measures(plus: torch.Tensor, minus: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """How alike the directions' edits at s = +S are (``metrics.edit_overlap`` [K x K]); and the share
+    of the edits that s = -S makes too (``metrics.even_share``), with the overlap of what is left, the
+    odd parts (plus - minus) / 2: what makes directions differ when the even part is shared."""
+    measures = {"edit_even_share": float(even_share(plus, minus).mean())}
+    if plus.shape[0] > 1:
+        odd = edit_overlap((plus - minus) / 2)
+        measures["edit_overlap_odd_mean"] = float(odd[~torch.eye(len(odd), dtype=torch.bool)].mean())
+    return edit_overlap(plus), measures
 
 
 def check_counts(num_pairs: int, recalibrate_pairs: int) -> None:
@@ -218,10 +237,12 @@ def evaluate(
     result.update({k: v for k, v in lg_from_log(run.folder).items()})
     ks = list(range(run.config.K))
     result["hspace_properties"] = hspace_properties(run, ks)
-    proxy, overlap = rank_directions(run, ks)
+    proxy, plus, minus = rank_directions(run, ks)
     result["proxy"] = proxy
     result["ranking"] = sorted(ks, key=lambda k: -proxy[k]["score"])
+    overlap, parts = edit_measures(plus, minus)
     result.update(summarise_overlap(overlap, ks))
+    result.update(parts)
     result["seconds"] = round(time.monotonic() - start, 1)
     write_report(run, result, out)
     return result
@@ -303,8 +324,14 @@ def write_report(run: Run, r: dict, out: Path) -> Path:
         f"| edit overlap: mean cosine between different directions' edits | {r['edit_overlap_mean']:.3f} | - |"
         if r["edit_overlap_mean"] is not None
         else "",
+        f"| share of the edits that s = -S makes too (even in s) | {r['edit_even_share']:.3f} | - |",
+        f"| edit overlap of the odd parts, (x(+S) - x(-S)) / 2 | {r['edit_overlap_odd_mean']:.3f} | - |"
+        if r.get("edit_overlap_odd_mean") is not None
+        else "",
         "",
-        "Edit overlap near 1 means directions make the same image change, which caps RCA whatever the training.",
+        "Edit overlap near 1 means directions make the same image change, which caps RCA whatever the training. "
+        "A high even share with a low odd-part overlap means the shared change is one both signs of s make "
+        '(on the default model: the digit that was there is removed; docs/discovery.md, "Even edits").',
         "",
         "![confusion](confusion.png) ![per direction](rca_per_direction.png)",
         "",
@@ -345,6 +372,8 @@ def summary_line(r: dict) -> str:
         recalibration = r.get("rca_recalibrated_note", "no recalibration")
     lg = "-" if r["lg_mean"] is None else f"{r['lg_mean']:.3f}"
     overlap = "-" if r["edit_overlap_mean"] is None else f"{r['edit_overlap_mean']:.3f}"
+    if r.get("edit_overlap_odd_mean") is not None:
+        overlap += f" (odd parts {r['edit_overlap_odd_mean']:.3f}; even share {r['edit_even_share']:.3f})"
     rca = f"RCA {r['rca']:.3f} ({r['num_pairs']} pairs; {recalibration}), shift MAE {r['shift_mae']:.3f}"
     fid = f"FID raw {r['fid_raw']:.2f} / shifted {r['fid_shifted']:.2f}"
     return f"{rca}, {fid}, L_G {lg}, edit overlap {overlap}; {r['seconds']} s"

@@ -85,6 +85,15 @@ def edit_overlap(changes: torch.Tensor) -> torch.Tensor:
     return torch.einsum("irp,jrp->ijr", d, d).mean(2).float()
 
 
+def even_share(plus: torch.Tensor, minus: torch.Tensor) -> torch.Tensor:
+    """Share of an edit that both signs of s make [...]: from the edits at +s and -s [... x C x H x W],
+    |e|^2 / (|e|^2 + |o|^2) with the even part e = (plus + minus) / 2 and the odd part o = (plus - minus) / 2.
+    0: s and -s undo each other; 1: both make the same change; 0.5 for an edit that only one sign makes."""
+    even2 = ((plus + minus) / 2).flatten(-3).pow(2).sum(-1)
+    odd2 = ((plus - minus) / 2).flatten(-3).pow(2).sum(-1)
+    return even2 / (even2 + odd2).clamp_min(1e-12)
+
+
 def reconstruction_error(reconstruction: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
     """Mean absolute and mean squared error in [-1, 1] units, and PSNR (dB, peak-to-peak 2)."""
     mse = (reconstruction - target).pow(2).mean().item()

@@ -35,6 +35,7 @@ from .backends.base import HSpaceModel
 from .config import DiscoveryConfig
 from .directions import ShiftBlock
 from .distributed import Distributed, global_batch_norm
+from .metrics import even_share
 from .nets import Discriminator, build_reconstructor
 from .sampling import asymmetric_ddim_step, ddim_step, shifted_eps, timestep_batch
 from .schedule import chain_alpha_bars, check_timesteps, uniform_timesteps
@@ -94,13 +95,10 @@ def draw_opposite_pairs(n: int, cfg: DiscoveryConfig, generator: torch.Generator
 
 
 def paired_even_share(x0_real: torch.Tensor, x0_shift: torch.Tensor) -> torch.Tensor:
-    """Share of the edit that is even in s [N/2], for samples 2i and 2i + 1 (same x_T and k, s and -s):
-    |e|^2 / (|e|^2 + |o|^2) with e = (x~(s) + x~(-s)) / 2 - x0 and o = (x~(s) - x~(-s)) / 2.
-    0: the edit flips with the sign of s; 1: both signs make the same change."""
-    edits = (x0_shift - x0_real.detach()).flatten(1)  # [N x P]
-    even, odd = (edits[0::2] + edits[1::2]) / 2, (edits[0::2] - edits[1::2]) / 2  # [N/2 x P]
-    e2, o2 = even.pow(2).sum(1), odd.pow(2).sum(1)
-    return e2 / (e2 + o2).clamp_min(1e-12)
+    """``metrics.even_share`` of the edits x~0 - x0 of samples 2i and 2i + 1 [N/2] (same x_T and k,
+    s and -s): 0 when the edit flips with the sign of s, 1 when both signs make the same change."""
+    edits = x0_shift - x0_real.detach()  # [N x C x H x W]
+    return even_share(edits[0::2], edits[1::2])
 
 
 def paired_edit_cosine(x0_real: torch.Tensor, x0_shift: torch.Tensor) -> torch.Tensor:

@@ -64,6 +64,7 @@ def test_evaluate_cli_writes_report_and_json(run_folder, tmp_path):
     assert sorted(r["ranking"]) == [0, 1, 2, 3]
     assert -1 <= r["edit_overlap_mean"] <= 1 and sorted(r["nearest_direction"]) == ["0", "1", "2", "3"]
     assert all(near["k"] != int(k) for k, near in r["nearest_direction"].items())
+    assert 0 <= r["edit_even_share"] <= 1 and -1 <= r["edit_overlap_odd_mean"] <= 1
     report = (out / "report.md").read_text()
     assert "RCA (20 pairs)" in report and (out / "confusion.png").exists() and (out / "lg.png").exists()
     assert "edit overlap" in report and (out / "edit_overlap.png").exists()

@@ -3,7 +3,14 @@
 import pytest
 import torch
 
-from hspace.metrics import accuracy_per_class, edit_agreement, edit_overlap, frechet_distance, interpretability_proxy
+from hspace.metrics import (
+    accuracy_per_class,
+    edit_agreement,
+    edit_overlap,
+    even_share,
+    frechet_distance,
+    interpretability_proxy,
+)
 
 
 def test_frechet_distance_matches_torchmetrics():
@@ -46,6 +53,16 @@ def test_proxy_prefers_consistent_linear_edits():
     good, bad = interpretability_proxy(linear, mags), interpretability_proxy(noisy, mags)
     assert good["consistency"] > 0.99 and good["smoothness"] > 0.99
     assert bad["score"] < 0.5 * good["score"]
+
+
+def test_even_share_is_known_for_known_edits():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(1, 8, 8, generator=g), torch.randn(1, 8, 8, generator=g)
+    plus = torch.stack([a, a, a, a + b])
+    minus = torch.stack([-a, a, 0 * a, -a + b])  # flipped, the same, one sign only, a shared b on top
+    share = even_share(plus, minus)
+    expected = b.pow(2).sum() / (a.pow(2).sum() + b.pow(2).sum())
+    torch.testing.assert_close(share, torch.stack([torch.tensor(0.0), torch.tensor(1.0), torch.tensor(0.5), expected]))
 
 
 def test_edit_overlap_tells_same_edits_from_distinct_ones():
