@@ -459,7 +459,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rca-every", type=_count, default=50, help="held-out RCA on fixed pairs every N steps (0: never; default 50)"
     )
-    p.add_argument("--rca-pairs", type=_positive_int, default=256, help="held-out pairs for that RCA (default 256)")
+    p.add_argument(
+        "--rca-pairs",
+        type=_positive_int,
+        help="held-out pairs for that RCA (default 256; with --resume, the run's own)",
+    )
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     add_config_overrides(p)
     p.set_defaults(func=cmd_discover)

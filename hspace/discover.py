@@ -54,6 +54,7 @@ RESUMABLE_CHANGES = {
     "overlap",
 }
 BEST = "best"  # the subfolder holding the parts at the highest held-out RCA so far
+DEFAULT_RCA_PAIRS = 256  # the held-out set's size unless a run says otherwise
 
 
 def _write_rows(path: str, rows: list[dict]) -> None:
@@ -129,10 +130,23 @@ def save_checkpoint(folder: Path, trainer: DiscoveryTrainer, model_ref: dict, rc
     atomic_write(folder / "checkpoint.pt", lambda tmp: torch.save(state, tmp))
 
 
-def best_held_out_rca(folder: Path) -> float:
-    """The held-out RCA of the parts kept in ``folder/best`` (-1 when there are none yet)."""
+def best_parts_meta(folder: Path) -> dict:
+    """What ``folder/best/config.json`` says of the parts kept there: their ``rca_heldout`` (-1 when
+    there are none yet) and the number of held-out pairs it was measured on (absent in older runs)."""
     meta = folder / BEST / "config.json"
-    return json.loads(meta.read_text())["rca_heldout"] if meta.exists() else -1.0
+    return json.loads(meta.read_text()) if meta.exists() else {"rca_heldout": -1.0}
+
+
+def held_out_pairs_for(folder: Path, resume: bool, rca_pairs: int | None) -> int:
+    """The held-out set's size: a resumed run keeps the one its best parts were scored on, so that
+    ``best`` compares like with like; a new run takes ``rca_pairs`` or DEFAULT_RCA_PAIRS."""
+    kept = best_parts_meta(folder).get("rca_pairs") if resume else None
+    if rca_pairs is not None and kept is not None and rca_pairs != kept:
+        raise ValueError(
+            f"--rca-pairs {rca_pairs}: the run's best parts were scored on {kept} held-out pairs; "
+            f"resume with --rca-pairs {kept}, or leave it out"
+        )
+    return rca_pairs or kept or DEFAULT_RCA_PAIRS
 
 
 def load_checkpoint(folder: Path, trainer: DiscoveryTrainer, model_ref: dict) -> float:
@@ -168,19 +182,19 @@ def discover(
     grid_every: int = 200,
     checkpoint_every: int = 25,
     rca_every: int = 50,
-    rca_pairs: int = 256,
+    rca_pairs: int | None = None,
     device: str = "cpu",
     progress: bool = True,
 ) -> Path:
     """Train the shift block, reconstructor and discriminator; everything lands in ``out``.
 
-    Every ``rca_every`` steps (0: never) the held-out RCA on ``rca_pairs`` fixed pairs is measured,
-    with the loss terms' gradient norms at x~0; the parts at the best of it so far are kept in
-    ``out/best``. Under torchrun every process trains on its share of
-    each batch and process 0 writes the run.
+    Every ``rca_every`` steps (0: never) the held-out RCA on ``rca_pairs`` fixed pairs (default
+    DEFAULT_RCA_PAIRS; a resumed run keeps its own) is measured, with the loss terms' gradient norms
+    at x~0; the parts at the best of it so far are kept in ``out/best``. Under torchrun every
+    process trains on its share of each batch and process 0 writes the run.
     """
     # Everything is checked before the folder is touched or anything computed.
-    if rca_every < 0 or rca_pairs < 1:
+    if rca_every < 0 or (rca_pairs is not None and rca_pairs < 1):
         raise ValueError(
             f"rca_every={rca_every}, rca_pairs={rca_pairs}: give rca_every >= 0 (0: never) and rca_pairs >= 1"
         )
@@ -191,6 +205,7 @@ def discover(
         raise ValueError(f"{out} already holds a discovery run: pass --resume to continue it, or choose another --out")
     if resume and not (out / "checkpoint.pt").exists():
         raise ValueError(f"--resume: {out} holds no checkpoint.pt; start without --resume")
+    rca_pairs = held_out_pairs_for(out, resume, rca_pairs)
     init = check_init_run(cfg.init_from, cfg) if cfg.init_from and not resume else None
     dist, device = Distributed.from_env(device)
     model = load_model(model_source, flags)
@@ -212,7 +227,7 @@ def discover(
     logger = RunLogger(out, trainer.step) if main else None
     # The held-out RCA swings by up to 0.25 between evaluations 50-100 steps apart (docs/discovery.md,
     # section 4): the parts at its best so far are kept in out/best, a run folder of their own.
-    best_rca = best_held_out_rca(out) if resume else -1.0
+    best_rca = best_parts_meta(out)["rca_heldout"] if resume else -1.0
     first_work = []  # what the first step does besides training, and so why it is slow
     if trainer.plan.measures_graphs:
         first_work.append("measures each chain step's graph memory")
@@ -234,7 +249,15 @@ def discover(
                 held_out_rca = metrics["rca_heldout"]
                 if held_out_rca > best_rca:
                     best_rca = held_out_rca
-                    save_parts(out / BEST, trainer.modules, cfg, model_ref, trainer.step, rca_heldout=best_rca)
+                    save_parts(
+                        out / BEST,
+                        trainer.modules,
+                        cfg,
+                        model_ref,
+                        trainer.step,
+                        rca_heldout=best_rca,
+                        rca_pairs=rca_pairs,
+                    )
             bar.update(1)
             shown = {
                 "L_D": f"{metrics['loss_d']:.3f}",

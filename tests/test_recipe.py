@@ -164,6 +164,19 @@ def test_a_resumed_run_keeps_a_better_best_only(tmp_path):
     assert kept["rca_heldout"] == 2.0 and kept["step"] == meta["step"]
 
 
+def test_a_resumed_run_scores_its_best_on_the_same_number_of_held_out_pairs(tmp_path):
+    out = tmp_path / "run"
+    discover("tiny", TINY.replace(train_steps=2), out, grid_every=0, rca_every=1, rca_pairs=6, progress=False)
+    meta = json.loads((out / "best" / "config.json").read_text())
+    assert meta["rca_pairs"] == 6
+    with pytest.raises(ValueError, match="scored on 6 held-out pairs; resume with --rca-pairs 6"):
+        discover("tiny", TINY.replace(train_steps=3), out, resume=True, rca_every=1, rca_pairs=8, progress=False)
+    meta["rca_heldout"] = -0.5  # any state beats it, so the resumed run writes its best again
+    (out / "best" / "config.json").write_text(json.dumps(meta))
+    discover("tiny", TINY.replace(train_steps=3), out, resume=True, grid_every=0, rca_every=1, progress=False)
+    assert json.loads((out / "best" / "config.json").read_text())["rca_pairs"] == 6
+
+
 def test_shift_norm_sets_each_shift_to_s_times_r_times_h():
     model = load_model("tiny")
     trainer = DiscoveryTrainer(model, TINY.replace(direction_init_std=0.3, shift_norm=0.25))
