@@ -18,7 +18,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-MARKERS = {"Refining": "o", "Edit overlap": "s", "Shifting interval": "^"}  # section -> marker
+MARKERS = {
+    "Refining": "o",
+    "Edit overlap": "s",
+    "Shifting interval": "^",
+    "Shorter interval": "D",
+    "Even edits": "v",
+}  # section -> marker
 REFERENCES = {"hand-made style edits": 0.305, "digits redrawn by hand": 0.495}  # overlap_reference.py
 
 
