@@ -127,17 +127,23 @@ def reconstructor_accuracy(
     return out
 
 
+LG_SETTLING_STEPS = 100  # L_G is judged after the discriminator's first steps (issue 10's target)
+
+
 def lg_from_log(folder: Path) -> dict:
-    """L_G over training from ``log.csv``: mean and spread (the paper: it stays near -log 0.5 = 0.693)."""
+    """L_G over training from ``log.csv``: mean and spread, and the mean after the first
+    LG_SETTLING_STEPS steps (None for a shorter run; the paper: it stays near -log 0.5 = 0.693)."""
     path = folder / "log.csv"
     if not path.exists():
-        return {"lg_mean": None, "lg_std": None, "lg_curve": []}
+        return {"lg_mean": None, "lg_std": None, "lg_mean_settled": None, "lg_curve": []}
     with path.open(newline="") as f:
         rows = [(int(r["step"]), float(r["loss_g"])) for r in csv.DictReader(f)]
     values = torch.tensor([v for _, v in rows], dtype=torch.float64)
+    settled = torch.tensor([v for step, v in rows if step > LG_SETTLING_STEPS], dtype=torch.float64)
     return {
         "lg_mean": float(values.mean()),
         "lg_std": float(values.std()) if len(values) > 1 else 0.0,
+        "lg_mean_settled": float(settled.mean()) if len(settled) else None,
         "lg_curve": rows,
     }
 
@@ -319,15 +325,18 @@ def write_report(run: Run, r: dict, out: Path) -> Path:
         f"| L_G mean ± std over training | {r['lg_mean']:.3f} ± {r['lg_std']:.3f} | ~0.693 |"
         if r["lg_mean"] is not None
         else "| L_G | no log | ~0.693 |",
+        f"| L_G mean after step {LG_SETTLING_STEPS} | {r['lg_mean_settled']:.3f} | ~0.693 |"
+        if r.get("lg_mean_settled") is not None
+        else None,
         f"| h-space: mean-over-20 vs per-sample edit | {mean_agree:.3f} | small |",
         f"| h-space: global vs per-sample edit | {glob_agree:.3f} | small |",
         f"| edit overlap: mean cosine between different directions' edits | {r['edit_overlap_mean']:.3f} | - |"
         if r["edit_overlap_mean"] is not None
-        else "",
+        else None,
         f"| share of the edits that s = -S makes too (even in s) | {r['edit_even_share']:.3f} | - |",
         f"| edit overlap of the odd parts, (x(+S) - x(-S)) / 2 | {r['edit_overlap_odd_mean']:.3f} | - |"
         if r.get("edit_overlap_odd_mean") is not None
-        else "",
+        else None,
         "",
         "Edit overlap near 1 means directions make the same image change, which caps RCA whatever the training. "
         "A high even share with a low odd-part overlap means the shared change is one both signs of s make "
@@ -354,7 +363,7 @@ def write_report(run: Run, r: dict, out: Path) -> Path:
             f"{'-' if acc is None else f'{acc:.2f}'} | {hp[k]['mean_vs_per_sample']:.3f} | {hp[k]['global_vs_per_sample']:.3f} | "
             f"{_nearest(r, k)} |"
         )
-    text = "\n".join(lines) + "\n"
+    text = "\n".join(line for line in lines if line is not None) + "\n"  # None: a table row with nothing to show
     return atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(text))
 
 
@@ -371,6 +380,8 @@ def summary_line(r: dict) -> str:
     else:
         recalibration = r.get("rca_recalibrated_note", "no recalibration")
     lg = "-" if r["lg_mean"] is None else f"{r['lg_mean']:.3f}"
+    if r.get("lg_mean_settled") is not None:
+        lg += f" (after step {LG_SETTLING_STEPS}: {r['lg_mean_settled']:.3f})"
     overlap = "-" if r["edit_overlap_mean"] is None else f"{r['edit_overlap_mean']:.3f}"
     if r.get("edit_overlap_odd_mean") is not None:
         overlap += f" (odd parts {r['edit_overlap_odd_mean']:.3f}; even share {r['edit_even_share']:.3f})"

@@ -34,7 +34,21 @@ def test_lg_from_log_reads_every_logged_step(run_folder):
     assert lg["lg_curve"] == logged and [step for step, _ in logged] == [1, 2, 3]
     values = torch.tensor([v for _, v in logged], dtype=torch.float64)
     assert lg["lg_mean"] == pytest.approx(values.mean().item()) and lg["lg_std"] == pytest.approx(values.std().item())
-    assert lg_from_log(run_folder / "nowhere") == {"lg_mean": None, "lg_std": None, "lg_curve": []}
+    assert lg["lg_mean_settled"] is None  # three steps: none after the discriminator's first 100
+    assert lg_from_log(run_folder / "nowhere") == {
+        "lg_mean": None,
+        "lg_std": None,
+        "lg_mean_settled": None,
+        "lg_curve": [],
+    }
+
+
+def test_lg_settled_mean_leaves_out_the_first_hundred_steps(tmp_path):
+    rows = ["step,loss_g"] + [f"{step},{3.0 if step <= 100 else 0.5 + (step % 2) * 0.25}" for step in range(1, 141)]
+    (tmp_path / "log.csv").write_text("\n".join(rows) + "\n")
+    lg = lg_from_log(tmp_path)
+    assert lg["lg_mean_settled"] == pytest.approx(0.625)  # steps 101-140 alternate 0.75 and 0.5
+    assert lg["lg_mean"] == pytest.approx((100 * 3.0 + 40 * 0.625) / 140)
 
 
 def test_evaluate_cli_writes_report_and_json(run_folder, tmp_path):
@@ -68,6 +82,8 @@ def test_evaluate_cli_writes_report_and_json(run_folder, tmp_path):
     report = (out / "report.md").read_text()
     assert "RCA (20 pairs)" in report and (out / "confusion.png").exists() and (out / "lg.png").exists()
     assert "edit overlap" in report and (out / "edit_overlap.png").exists()
+    table = report.split("| measure |")[1].split("\n\n")[0]  # one table: no row left blank
+    assert "odd parts" in table and "after step 100" not in table  # a 3-step run has no settled L_G
 
 
 def test_user_feature_extractor_is_named_clearly(run_folder, tmp_path, capsys):
