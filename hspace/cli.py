@@ -125,6 +125,9 @@ def cmd_probe(args) -> int:
     for name, table in (("random", report.delta_x0_random), ("top singular", report.delta_x0_top)):
         cells = ", ".join(f"{size} x |h|: {d:.4f}" for size, d in table.items())
         print(f"mean |delta x0| for {name} h directions, t >= {report.t_stop}: {cells}")
+    for name, table in (("random", report.even_share_random), ("top singular", report.even_share_top)):
+        cells = ", ".join(f"{size} x |h|: {share:.3f}" for size, share in table.items())
+        print(f"even share of those changes for {name} h directions (the part -shift makes too; 0: linear): {cells}")
     print(report.verdict)
     if args.json:
         text = json.dumps(report.to_dict(), indent=2)

@@ -10,7 +10,11 @@ Two measures along a plain DDIM chain from random x_T:
    since that is how a change of eps reaches the predicted x0.
 2. **Delta x0**: mean |x~0 - x0| (images in [-1, 1]) when the whole shifting interval (t >= t_stop)
    adds to h a shift of ``size`` times h's norm, along fixed random directions or along each step's
-   top singular direction. Discovery can only find what moves x0.
+   top singular direction. Discovery can only find what moves x0. For both also the **even
+   share** of that change (``metrics.even_share``): how much of it the opposite shift
+   makes too. Near 0 the model answers a shift of that size linearly (s and -s undo each other);
+   near 0.5 and above, both signs make one common change, which every direction's edit then shares
+   (on the shipped default: the digit that was there is redrawn; docs/discovery.md, "Even edits").
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .backends.base import EncoderState, HSpaceModel
+from .metrics import even_share
 from .sampling import ddim_step, predict_x0, sample, timestep_batch
 from .schedule import chain_alpha_bars, check_timesteps, uniform_timesteps
 
@@ -48,6 +53,8 @@ class LivenessReport:
     delta_x0_random: dict[str, float]  # size -> mean |delta x0|
     delta_x0_top: dict[str, float]
     t_stop: int
+    even_share_random: dict[str, float] = field(default_factory=dict)  # size -> mean even share
+    even_share_top: dict[str, float] = field(default_factory=dict)
     verdict: str = ""
     live: bool | None = None
     notes: list[str] = field(default_factory=list)
@@ -118,15 +125,17 @@ def _decode_from_skip(
 
 
 class _TimedDirections:
-    """Directions protocol: at timestep t adds ``size * |h_n| * d_t`` (d_t unit-norm per sample)."""
+    """Directions protocol: at timestep t adds ``s * size * |h_n| * d_t`` (d_t unit-norm per sample;
+    s the sum of the edits' magnitudes, whatever their k)."""
 
     def __init__(self, directions: dict[int, torch.Tensor], size: float):
         self.directions, self.size = directions, size
 
-    def shift(self, h, state, _edits):
+    def shift(self, h, state, edits):
         d = self.directions[int(state.t[0])]
         d = d / _per_sample_norm(d).clamp_min(1e-12).view(-1, *[1] * (d.dim() - 1))
-        return self.size * _per_sample_norm(h).view(-1, *[1] * (h.dim() - 1)) * d.expand_as(h)
+        s = sum(float(magnitude) for _, magnitude in edits)
+        return s * self.size * _per_sample_norm(h).view(-1, *[1] * (h.dim() - 1)) * d.expand_as(h)
 
 
 @torch.no_grad()
@@ -193,19 +202,28 @@ def probe_liveness(
 
     # Delta x0 over the whole shifting interval, for shifts of each size.
     shifted = [t for t in timesteps if t >= t_stop]
-    delta_random, delta_top = {}, {}
+    delta_random, delta_top, even_random, even_top = {}, {}, {}, {}
     h_shape = list(h.shape[1:])
     for size in sizes:
-        changes = []
+        changes, evens = [], []
         for r in range(random_directions):
             d = torch.randn(1, *h_shape, generator=torch.Generator().manual_seed(seed + 1 + r)).to(device)
             dirs = _TimedDirections({t: d for t in shifted}, size)
-            changes.append((sample(model, x_T, timesteps, dirs, [(0, 1.0)], t_stop) - x0).abs().mean().item())
+            plus = sample(model, x_T, timesteps, dirs, [(0, 1.0)], t_stop) - x0  # [N x C x H x W]
+            minus = sample(model, x_T, timesteps, dirs, [(0, -1.0)], t_stop) - x0
+            changes.append(plus.abs().mean().item())
+            evens.append(even_share(plus, minus).mean().item())
         delta_random[f"{size:g}"] = sum(changes) / len(changes)
+        even_random[f"{size:g}"] = sum(evens) / len(evens)
         dirs = _TimedDirections({t: top_dirs[t] for t in shifted}, size)
-        delta_top[f"{size:g}"] = (sample(model, x_T, timesteps, dirs, [(0, 1.0)], t_stop) - x0).abs().mean().item()
+        plus = sample(model, x_T, timesteps, dirs, [(0, 1.0)], t_stop) - x0
+        minus = sample(model, x_T, timesteps, dirs, [(0, -1.0)], t_stop) - x0
+        delta_top[f"{size:g}"] = plus.abs().mean().item()
+        even_top[f"{size:g}"] = even_share(plus, minus).mean().item()
 
-    report = LivenessReport(timesteps, h_shape, gain, h_gain_top, h_x0_gain, h_sigma, delta_random, delta_top, t_stop)
+    report = LivenessReport(
+        timesteps, h_shape, gain, h_gain_top, h_x0_gain, h_sigma, delta_random, delta_top, t_stop, even_random, even_top
+    )
     report.live, report.verdict = _verdict(report)
     return report
 

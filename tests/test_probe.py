@@ -16,8 +16,9 @@ class ToyUNet(HSpaceModel):
     backend = "toy"
     h_channels, emb_channels, in_channels, image_size = 4, 2, 1, 8
 
-    def __init__(self, h_weight: float):
+    def __init__(self, h_weight: float, squash: bool = True):
         super().__init__(linear_alphas_cumprod())
+        self.squash = squash  # False: h = conv(x), and the whole chain is affine in a first step's shift
         g = torch.Generator().manual_seed(0)
         self.down = nn.Conv2d(1, 4, 2, stride=2)
         self.up = nn.Conv2d(4, 1, 1)
@@ -29,7 +30,8 @@ class ToyUNet(HSpaceModel):
 
     def encode(self, x, t):
         emb = torch.zeros(x.shape[0], 2)
-        return torch.tanh(self.down(x)), EncoderState(emb=emb, skips=(x,), t=t)
+        h = self.down(x)
+        return torch.tanh(h) if self.squash else h, EncoderState(emb=emb, skips=(x,), t=t)
 
     def decode(self, h, state):
         up = nn.functional.interpolate(self.up(h), scale_factor=2)
@@ -64,6 +66,16 @@ def test_a_decoder_that_reads_h_is_live_and_larger_shifts_move_x0_more():
     # the top singular direction moves eps the most, so it moves x0 at least as much as random ones
     assert r.delta_x0_top["1"] >= r.delta_x0_random["1"]
     assert r.live is True and r.verdict.startswith("LIVE")
+
+
+def test_even_share_is_zero_where_the_chain_is_linear_in_the_shift():
+    # Shifted on the first step only (t_stop = its t), an affine chain carries +d and -d to
+    # opposite changes of x0: nothing even. With tanh in the encoder the later steps bend them.
+    linear = probe_liveness(ToyUNet(1.0, squash=False), M=4, t_stop=750, batch=3, iters=2, skips=False, progress=False)
+    assert all(share < 1e-6 for share in [*linear.even_share_random.values(), *linear.even_share_top.values()])
+    assert min(linear.delta_x0_random.values()) > 0  # the shifts do move x0
+    bent = probe_liveness(ToyUNet(1.0), M=4, t_stop=250, batch=3, iters=2, skips=False, progress=False)
+    assert all(share > 1e-3 for share in bent.even_share_random.values())
 
 
 def test_probe_rejects_bad_settings():
