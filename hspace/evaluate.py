@@ -176,7 +176,7 @@ def hspace_properties(run: Run, directions: list[int], num_seeds: int = 8, num_m
 @torch.no_grad()
 def rank_directions(
     run: Run, directions: list[int], num_seeds: int = 8, num_magnitudes: int = 7
-) -> tuple[dict, torch.Tensor]:
+) -> tuple[dict, torch.Tensor, torch.Tensor]:
     """The interpretability proxy per direction (see ``metrics.interpretability_proxy``), and the
     directions' edits at s = +S and -S [K x seeds x C x H x W] each (``edit_measures``)."""
     m, cfg = run.model, run.config

@@ -13,8 +13,9 @@ Two measures along a plain DDIM chain from random x_T:
    top singular direction. Discovery can only find what moves x0. For both also the **even
    share** of that change (``metrics.even_share``): how much of it the opposite shift
    makes too. Near 0 the model answers a shift of that size linearly (s and -s undo each other);
-   near 0.5 and above, both signs make one common change, which every direction's edit then shares
-   (on the shipped default: the digit that was there is redrawn; docs/discovery.md, "Even edits").
+   from about 0.5 on, as much of the change is common to both signs as flips with the sign, and
+   every direction's edit shares that common part (on the shipped default: the digit that was
+   there is redrawn; docs/discovery.md, "Even edits").
 """
 
 from __future__ import annotations

@@ -197,9 +197,9 @@ def generator_losses(
         losses["loss_overlap"] = cfg.edit_overlap_weight * cosine.pow(2).mean()
         losses["edit_cosine"] = cosine.detach().mean()
     if cfg.even_edit_weight > 0:
-        even_share = paired_even_share(x0_real, x0_shift)  # [N/2]
-        losses["loss_even"] = cfg.even_edit_weight * even_share.mean()
-        losses["even_share"] = even_share.detach().mean()
+        share = paired_even_share(x0_real, x0_shift)  # [N/2]
+        losses["loss_even"] = cfg.even_edit_weight * share.mean()
+        losses["even_share"] = share.detach().mean()
     losses["loss_r"] = sum(losses[t] for t in ("loss_ce", "loss_l1", "loss_overlap", "loss_even") if t in losses)
     return losses
 
@@ -390,8 +390,8 @@ class DiscoveryTrainer:
 
     def draw(self, batch_size: int | None = None):
         """x_T ~ N(0, I) and (k, s) from ``draw_edits``, one per sample (``draw_edit_pairs`` or
-        ``draw_opposite_pairs``, each x_T twice, when paired): the global batch is drawn and this process keeps its slice, so any number
-        of processes sees the same samples."""
+        ``draw_opposite_pairs``, each x_T twice, when paired): the global batch is drawn and this
+        process keeps its slice, so any number of processes sees the same samples."""
         n = batch_size or self.cfg.batch_size
         m = self.model
         n_noise = n // 2 if self.paired else n
