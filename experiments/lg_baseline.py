@@ -1,0 +1,78 @@
+"""How far above ln 2 does L_G sit when there is nothing to find? A baseline for issue 10's L_G target.
+
+    python experiments/lg_baseline.py [RUN] [--steps 250] [--settle 100]
+
+Trains a fresh discriminator (the run's architecture, initialisation and learning rate; Adam) the
+way ``discover`` does, on fresh draws every step (no real-chain cache), in two settings side by side:
+
+- ``plain``: "fake" samples are plain samples of other x_T, from the same distribution as the real
+  ones: a perfect set of edits would look like this, and a discriminator can only fit noise;
+- ``edited``: fake samples are the run's edits x~0 of the real samples' x_T, with k and s drawn as in
+  training (the run's shift block, fixed).
+
+L_G = mean softplus(-D(x~0)) is taken after D's step on the same batch, as Algorithm 1 does (line
+26 after lines 15-16); means are over the steps after ``--settle``. Results are in
+docs/discovery.md ("Even edits").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+
+import torch
+import torch.nn.functional as F
+
+from hspace.discover import check_init_run, load_parts, model_reference
+from hspace.models import load_model
+from hspace.run import load_run
+from hspace.sampling import sample
+from hspace.train import DiscoveryTrainer, discriminator_loss, run_chains
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run", nargs="?", default="default")
+    ap.add_argument("--steps", type=int, default=250)
+    ap.add_argument("--settle", type=int, default=100)
+    args = ap.parse_args()
+    run = load_run(args.run)
+    cfg = run.config.replace(init_from=args.run, real_cache=0, lr_warmdown=0.0, seed=1)
+    model = load_model(run.model_ref["source"])
+    ref = model_reference(run.model_ref["source"], model)
+    # One trainer per setting: the same fresh D (same seed), the run's shift block in the edited one.
+    trainers = {name: DiscoveryTrainer(model, cfg) for name in ("plain", "edited")}
+    trained = DiscoveryTrainer(model, cfg)
+    load_parts(check_init_run(args.run, cfg), trained.modules, ref)
+    trainers["edited"].modules.shift_block.load_state_dict(trained.modules.shift_block.state_dict())
+    draws = DiscoveryTrainer(model, cfg)  # one stream of (x_T, k, s) for both settings
+    rows = []
+    for step in range(1, args.steps + 1):
+        x_T, k, s = draws.draw()
+        other, _, _ = draws.draw()
+        with torch.no_grad():
+            chains = run_chains(
+                model, trainers["edited"].modules.shift_block, x_T, [(k, s)], draws.timesteps, cfg.t_stop, 0
+            )
+            plain = sample(model, other, draws.timesteps)  # [N x C x H x W]
+        row = {"step": step}
+        for name, fake in (("plain", plain), ("edited", chains.x0_shift)):
+            D, opt = trainers[name].modules.discriminator, trainers[name].opt_d
+            loss_d = discriminator_loss(D, chains.x0_real, fake)
+            opt.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt.step()
+            with torch.no_grad():
+                row[f"loss_g_{name}"] = round(F.softplus(-D(fake)).mean().item(), 4)
+            row[f"loss_d_{name}"] = round(loss_d.item(), 4)
+        rows.append(row)
+        if step % 25 == 0:
+            print(json.dumps(row), flush=True)
+    kept = [r for r in rows if r["step"] > args.settle]
+    summary = {name: round(statistics.mean(r[name] for r in kept), 3) for name in rows[0] if name != "step"}
+    print(json.dumps({"run": args.run, "steps": args.steps, "settle": args.settle, **summary}))
+
+
+if __name__ == "__main__":
+    main()
