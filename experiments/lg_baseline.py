@@ -11,7 +11,7 @@ way ``discover`` does, on fresh draws every step (no real-chain cache), in two s
   training (the run's shift block, fixed).
 
 L_G = mean softplus(-D(x~0)) is taken after D's step on the same batch, as Algorithm 1 does (line
-26 after lines 15-16); means are over the steps after ``--settle``. Results are in
+26 after lines 15-16); means are printed over every 100 steps and over the steps after ``--settle``. Results are in
 docs/discovery.md ("Even edits").
 """
 
@@ -67,8 +67,9 @@ def main():
                 row[f"loss_g_{name}"] = round(F.softplus(-D(fake)).mean().item(), 4)
             row[f"loss_d_{name}"] = round(loss_d.item(), 4)
         rows.append(row)
-        if step % 25 == 0:
-            print(json.dumps(row), flush=True)
+        if step % 100 == 0:  # each setting's means over the last 100 steps: does D keep learning?
+            window = {name: round(statistics.mean(r[name] for r in rows[-100:]), 3) for name in row if name != "step"}
+            print(json.dumps({"steps": f"{step - 99}-{step}", **window}), flush=True)
     kept = [r for r in rows if r["step"] > args.settle]
     summary = {name: round(statistics.mean(r[name] for r in kept), 3) for name in rows[0] if name != "step"}
     print(json.dumps({"run": args.run, "steps": args.steps, "settle": args.settle, **summary}))
