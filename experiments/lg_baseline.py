@@ -11,8 +11,8 @@ way ``discover`` does, on fresh draws every step (no real-chain cache), in two s
   training (the run's shift block, fixed).
 
 L_G = mean softplus(-D(x~0)) is taken after D's step on the same batch, as Algorithm 1 does (line
-26 after lines 15-16); means are printed over every 100 steps and over the steps after ``--settle``. Results are in
-docs/discovery.md ("Even edits").
+26 after lines 15-16); means are printed over every 100 steps and over the steps after
+``--settle``. Results are in docs/discovery.md ("Even edits").
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ import statistics
 import torch
 import torch.nn.functional as F
 
-from hspace.discover import check_init_run, load_parts, model_reference
-from hspace.models import load_model
 from hspace.run import load_run
 from hspace.sampling import sample
 from hspace.train import DiscoveryTrainer, discriminator_loss, run_chains
@@ -38,14 +36,11 @@ def main():
     ap.add_argument("--settle", type=int, default=100)
     args = ap.parse_args()
     run = load_run(args.run)
-    cfg = run.config.replace(init_from=args.run, real_cache=0, lr_warmdown=0.0, seed=1)
-    model = load_model(run.model_ref["source"])
-    ref = model_reference(run.model_ref["source"], model)
+    cfg = run.config.replace(real_cache=0, lr_warmdown=0.0, seed=1)
+    model = run.model
     # One trainer per setting: the same fresh D (same seed), the run's shift block in the edited one.
     trainers = {name: DiscoveryTrainer(model, cfg) for name in ("plain", "edited")}
-    trained = DiscoveryTrainer(model, cfg)
-    load_parts(check_init_run(args.run, cfg), trained.modules, ref)
-    trainers["edited"].modules.shift_block.load_state_dict(trained.modules.shift_block.state_dict())
+    trainers["edited"].modules.shift_block.load_state_dict(run.shift_block.state_dict())
     draws = DiscoveryTrainer(model, cfg)  # one stream of (x_T, k, s) for both settings
     rows = []
     for step in range(1, args.steps + 1):

@@ -137,10 +137,9 @@ def best_parts_meta(folder: Path) -> dict:
     return json.loads(meta.read_text()) if meta.exists() else {"rca_heldout": -1.0}
 
 
-def held_out_pairs_for(folder: Path, resume: bool, rca_pairs: int | None) -> int:
-    """The held-out set's size: a resumed run keeps the one its best parts were scored on, so that
-    ``best`` compares like with like; a new run takes ``rca_pairs`` or DEFAULT_RCA_PAIRS."""
-    kept = best_parts_meta(folder).get("rca_pairs") if resume else None
+def held_out_pairs_for(kept: int | None, rca_pairs: int | None) -> int:
+    """The held-out set's size: a resumed run keeps the one its best parts were scored on (``kept``),
+    so that ``best`` compares like with like; a new run takes ``rca_pairs`` or DEFAULT_RCA_PAIRS."""
     if rca_pairs is not None and kept is not None and rca_pairs != kept:
         raise ValueError(
             f"--rca-pairs {rca_pairs}: the run's best parts were scored on {kept} held-out pairs; "
@@ -205,7 +204,8 @@ def discover(
         raise ValueError(f"{out} already holds a discovery run: pass --resume to continue it, or choose another --out")
     if resume and not (out / "checkpoint.pt").exists():
         raise ValueError(f"--resume: {out} holds no checkpoint.pt; start without --resume")
-    rca_pairs = held_out_pairs_for(out, resume, rca_pairs)
+    best = best_parts_meta(out) if resume else {"rca_heldout": -1.0}  # what a resumed run kept so far
+    rca_pairs = held_out_pairs_for(best.get("rca_pairs"), rca_pairs)
     init = check_init_run(cfg.init_from, cfg) if cfg.init_from and not resume else None
     dist, device = Distributed.from_env(device)
     model = load_model(model_source, flags)
@@ -227,7 +227,7 @@ def discover(
     logger = RunLogger(out, trainer.step) if main else None
     # The held-out RCA swings by up to 0.25 between evaluations 50-100 steps apart (docs/discovery.md,
     # section 4): the parts at its best so far are kept in out/best, a run folder of their own.
-    best_rca = best_parts_meta(out)["rca_heldout"] if resume else -1.0
+    best_rca = best["rca_heldout"]
     first_work = []  # what the first step does besides training, and so why it is slow
     if trainer.plan.measures_graphs:
         first_work.append("measures each chain step's graph memory")

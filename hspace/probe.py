@@ -203,22 +203,23 @@ def probe_liveness(
 
     # Delta x0 over the whole shifting interval, for shifts of each size.
     shifted = [t for t in timesteps if t >= t_stop]
+
+    def opposite_changes(dirs: _TimedDirections) -> tuple[torch.Tensor, torch.Tensor]:
+        """x0's changes [N x C x H x W] when the shift is added, and when it is subtracted."""
+        return tuple(sample(model, x_T, timesteps, dirs, [(0, sign)], t_stop) - x0 for sign in (1.0, -1.0))
+
     delta_random, delta_top, even_random, even_top = {}, {}, {}, {}
     h_shape = list(h.shape[1:])
     for size in sizes:
         changes, evens = [], []
         for r in range(random_directions):
             d = torch.randn(1, *h_shape, generator=torch.Generator().manual_seed(seed + 1 + r)).to(device)
-            dirs = _TimedDirections({t: d for t in shifted}, size)
-            plus = sample(model, x_T, timesteps, dirs, [(0, 1.0)], t_stop) - x0  # [N x C x H x W]
-            minus = sample(model, x_T, timesteps, dirs, [(0, -1.0)], t_stop) - x0
+            plus, minus = opposite_changes(_TimedDirections({t: d for t in shifted}, size))
             changes.append(plus.abs().mean().item())
             evens.append(even_share(plus, minus).mean().item())
         delta_random[f"{size:g}"] = sum(changes) / len(changes)
         even_random[f"{size:g}"] = sum(evens) / len(evens)
-        dirs = _TimedDirections({t: top_dirs[t] for t in shifted}, size)
-        plus = sample(model, x_T, timesteps, dirs, [(0, 1.0)], t_stop) - x0
-        minus = sample(model, x_T, timesteps, dirs, [(0, -1.0)], t_stop) - x0
+        plus, minus = opposite_changes(_TimedDirections({t: top_dirs[t] for t in shifted}, size))
         delta_top[f"{size:g}"] = plus.abs().mean().item()
         even_top[f"{size:g}"] = even_share(plus, minus).mean().item()
 
