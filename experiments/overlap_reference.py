@@ -11,6 +11,11 @@ sample, averaged over pairs of directions. Two references on the held-out digits
 - **style edits**: ten hand-made edits of the same digit (thicker, thinner, rotated +-10 degrees,
   15% wider or narrower, slanted either way, moved right or up by 5% of the width), each one's
   change x' - x; the mean cosine over the 90 ordered pairs of different edits.
+- **style edits by sign**: six of them with their opposites (thicker / thinner, rotated +-10
+  degrees, wider / narrower, slanted either way, moved right / left, up / down), split as
+  ``evaluate`` splits a direction's edits at +S and -S: the even part's share (``metrics.even_share``)
+  and the overlap of the plus edits, of their even parts and of their odd parts; and how the even
+  parts point: their cosine with the digit's removal, -(x + 1), and with a blur of it.
 
 Results are in docs/discovery.md ("Edit overlap").
 """
@@ -23,9 +28,10 @@ import math
 
 import torch
 import torch.nn.functional as F
+from overlap_common_part import even_part_patterns, mean_off_diagonal
 
 from hspace.data import load_dataset
-from hspace.metrics import edit_overlap
+from hspace.metrics import edit_overlap, even_share
 
 
 def affine(
@@ -57,6 +63,18 @@ def style_edits(x: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
+def signed_style_edits(x: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Six style edits of x [N x C x H x W] with their opposites: (change at +, change at -) each."""
+    return {
+        "thickness": (F.max_pool2d(x, 3, 1, 1) - x, -F.max_pool2d(-x, 3, 1, 1) - x),
+        "rotation": (affine(x, angle=10) - x, affine(x, angle=-10) - x),
+        "width": (affine(x, scale=1.15) - x, affine(x, scale=0.87) - x),
+        "slant": (affine(x, shear=0.2) - x, affine(x, shear=-0.2) - x),
+        "horizontal move": (affine(x, tx=-0.1) - x, affine(x, tx=0.1) - x),
+        "vertical move": (affine(x, ty=0.1) - x, affine(x, ty=-0.1) - x),
+    }
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--digits", type=int, default=500)
@@ -73,6 +91,16 @@ def main():
     edits = style_edits(x[: args.digits].double())
     cosines = edit_overlap(torch.stack(list(edits.values())))  # [E x E], as evaluate's overlap
     off = ~torch.eye(len(edits), dtype=torch.bool)
+    signed = signed_style_edits(x[: args.digits].double())
+    plus, minus = (torch.stack([pair[i] for pair in signed.values()]) for i in (0, 1))  # [6 x N x C x H x W]
+    by_sign = {
+        "even_share": {n: round(float(even_share(p, m).mean()), 3) for n, (p, m) in signed.items()},
+        "even_share_mean": round(float(even_share(plus, minus).mean()), 3),
+        "overlap_plus": mean_off_diagonal(edit_overlap(plus)),
+        "overlap_even_part": mean_off_diagonal(edit_overlap((plus + minus) / 2)),
+        "overlap_odd_part": mean_off_diagonal(edit_overlap((plus - minus) / 2)),
+        **even_part_patterns(x[: args.digits].double(), (plus + minus) / 2),
+    }
     print(
         json.dumps(
             {
@@ -81,6 +109,7 @@ def main():
                 "redrawn_same_class": round(float(cos[same].mean()), 3),
                 "redrawn_same_class_n": int(same.sum()),
                 "style_edits": round(float(cosines[off].mean()), 3),
+                "style_edits_by_sign": by_sign,
                 "style_edit_pairs": {
                     f"{n1} / {n2}": round(float(cosines[i, j]), 2)
                     for i, n1 in enumerate(edits)

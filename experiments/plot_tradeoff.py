@@ -24,6 +24,7 @@ MARKERS = {
     "Shifting interval": "^",
     "Shorter interval": "D",
     "Even edits": "v",
+    "Style edits": "P",
 }  # section -> marker
 REFERENCES = {"hand-made style edits": 0.305, "digits redrawn by hand": 0.495}  # overlap_reference.py
 

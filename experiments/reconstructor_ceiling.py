@@ -1,11 +1,12 @@
 """How well can a reconstructor tell a run's directions apart once they stop moving?
 
-    python experiments/reconstructor_ceiling.py [RUN] [--shift-norm R] [--train-pairs 8000] [--epochs 30]
+    python experiments/reconstructor_ceiling.py [RUN] [--shift-norm R] [--train-pairs 8000] [--epochs 30] [--width W]
 
 In training, the reconstructor chases directions that change every step. Here the shift block is
 fixed (optionally rescaled to |Delta h| = |s| R |h|, as ``--shift-norm`` does), pairs (x0, x~0, k,
 s) are drawn once on x_T seeds apart from ``evaluate``'s, and a LeNet is trained on them alone,
-fresh and from the run's own reconstructor. RCA is measured on ``evaluate``'s own first
+fresh and from the run's own reconstructor (``--width W``: the fresh one is a LeNet W/2 times as wide
+as the run's, to see whether the reconstructor's size is what holds RCA down). RCA is measured on ``evaluate``'s own first
 ``--test-pairs`` pairs (seed 0), so it compares with ``hspace evaluate RUN --num-pairs N``.
 Results are in docs/discovery.md ("The reconstructor's ceiling").
 """
@@ -20,7 +21,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from hspace.nets import build_reconstructor
+from hspace.nets import LeNetReconstructor, build_reconstructor
 from hspace.run import load_run
 from hspace.sampling import seed_noise
 from hspace.train import draw_edits, run_chains
@@ -80,6 +81,7 @@ def main():
     ap.add_argument("--test-pairs", type=int, default=1000)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--width", type=int, default=None, help="the fresh reconstructor: a LeNet of this width")
     args = ap.parse_args()
     run = load_run(args.run)
     if args.shift_norm is not None:
@@ -95,11 +97,15 @@ def main():
         "shift_norm": args.shift_norm,
         "train_pairs": args.train_pairs,
         "test_pairs": args.test_pairs,
+        "fresh_width": args.width,
         "mean_abs_edit": round(float((test[3] - test[2]).abs().mean()), 4),
         "rca_own_reconstructor": round(rca(own, test), 3),
     }
     torch.manual_seed(0)
-    fresh = build_reconstructor(cfg.reconstructor, run.model.in_channels, cfg.K)
+    if args.width is None:
+        fresh = build_reconstructor(cfg.reconstructor, run.model.in_channels, cfg.K)
+    else:
+        fresh = LeNetReconstructor(run.model.in_channels, cfg.K, width=args.width)
     l1_weight = cfg.lambda2 / cfg.lambda1
     row["rca_fresh_per_epoch"] = fit(fresh, train, test, args.epochs, args.lr, l1_weight)
     row["rca_continued_per_epoch"] = fit(copy.deepcopy(own), train, test, args.epochs, args.lr, l1_weight)
