@@ -12,7 +12,8 @@ part's share of the squared edit (the quantity `--even-edit-weight` trains down)
 with the edits' RMS there, the overlap of each part alone, and how the even parts point (their
 cosine with the digit's removal and with its blur; ``overlap_reference.py`` gives the same for
 hand-made style edits of real digits), and the overlap among edits that keep the digit's label (the
-shipped classifier's) and among those that change it. Results are in docs/discovery.md, section 2 ("Refining", "Even edits").
+shipped classifier's) and among those that change it. Results are in docs/discovery.md, section 2
+("Refining", "Even edits", "Style edits split by sign").
 """
 
 from __future__ import annotations

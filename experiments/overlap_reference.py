@@ -17,7 +17,7 @@ sample, averaged over pairs of directions. Two references on the held-out digits
   and the overlap of the plus edits, of their even parts and of their odd parts; and how the even
   parts point: their cosine with the digit's removal, -(x + 1), and with a blur of it.
 
-Results are in docs/discovery.md ("Edit overlap").
+Results are in docs/discovery.md ("Edit overlap", "Style edits split by sign").
 """
 
 from __future__ import annotations
@@ -65,13 +65,14 @@ def style_edits(x: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def signed_style_edits(x: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Six style edits of x [N x C x H x W] with their opposites: (change at +, change at -) each."""
+    e = style_edits(x)
     return {
-        "thickness": (F.max_pool2d(x, 3, 1, 1) - x, -F.max_pool2d(-x, 3, 1, 1) - x),
-        "rotation": (affine(x, angle=10) - x, affine(x, angle=-10) - x),
-        "width": (affine(x, scale=1.15) - x, affine(x, scale=0.87) - x),
-        "slant": (affine(x, shear=0.2) - x, affine(x, shear=-0.2) - x),
-        "horizontal move": (affine(x, tx=-0.1) - x, affine(x, tx=0.1) - x),
-        "vertical move": (affine(x, ty=0.1) - x, affine(x, ty=-0.1) - x),
+        "thickness": (e["thicker"], e["thinner"]),
+        "rotation": (e["rotate +10"], e["rotate -10"]),
+        "width": (e["wider"], e["narrower"]),
+        "slant": (e["slant +"], e["slant -"]),
+        "horizontal move": (e["right"], affine(x, tx=0.1) - x),
+        "vertical move": (e["up"], affine(x, ty=-0.1) - x),
     }
 
 

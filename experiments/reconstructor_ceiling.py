@@ -8,7 +8,7 @@ s) are drawn once on x_T seeds apart from ``evaluate``'s, and a LeNet is trained
 fresh and from the run's own reconstructor (``--width W``: the fresh one is a LeNet W/2 times as wide
 as the run's, to see whether the reconstructor's size is what holds RCA down). RCA is measured on ``evaluate``'s own first
 ``--test-pairs`` pairs (seed 0), so it compares with ``hspace evaluate RUN --num-pairs N``.
-Results are in docs/discovery.md ("The reconstructor's ceiling").
+Results are in docs/discovery.md ("The reconstructor's ceiling", "Style edits split by sign").
 """
 
 from __future__ import annotations
