@@ -340,8 +340,8 @@ def write_report(run: Run, r: dict, out: Path) -> Path:
         "",
         "Edit overlap near 1 means directions make the same image change, which caps RCA whatever the training. "
         "A high even share with a low odd-part overlap means the shared change is one both signs of s make; "
-        "hand-made style edits of real digits with their opposites give even share 0.48, odd parts -0.03 "
-        '(docs/discovery.md, "Even edits").',
+        "hand-made style edits of MNIST digits with their opposites give even share 0.48, odd parts -0.03 "
+        '(docs/discovery.md, "Style edits split by sign").',
         "",
         "![confusion](confusion.png) ![per direction](rca_per_direction.png)",
         "",
