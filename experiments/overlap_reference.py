@@ -63,9 +63,9 @@ def style_edits(x: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
-def signed_style_edits(x: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Six style edits of x [N x C x H x W] with their opposites: (change at +, change at -) each."""
-    e = style_edits(x)
+def signed_style_edits(x: torch.Tensor, e: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Six style edits of x [N x C x H x W] with their opposites, from its ten ``style_edits`` ``e``
+    (and the two moves back): (change at +, change at -) each."""
     return {
         "thickness": (e["thicker"], e["thinner"]),
         "rotation": (e["rotate +10"], e["rotate -10"]),
@@ -89,10 +89,11 @@ def main():
     other = (y[a] != y[b]) & (y[a] != y[c]) & (y[b] != y[c])
     same = (y[a] == y[b]) & (y[a] == y[c]) & (a != b) & (a != c) & (b != c)
 
-    edits = style_edits(x[: args.digits].double())
+    digits = x[: args.digits].double()
+    edits = style_edits(digits)
     cosines = edit_overlap(torch.stack(list(edits.values())))  # [E x E], as evaluate's overlap
     off = ~torch.eye(len(edits), dtype=torch.bool)
-    signed = signed_style_edits(x[: args.digits].double())
+    signed = signed_style_edits(digits, edits)
     plus, minus = (torch.stack([pair[i] for pair in signed.values()]) for i in (0, 1))  # [6 x N x C x H x W]
     by_sign = {
         "even_share": {n: round(float(even_share(p, m).mean()), 3) for n, (p, m) in signed.items()},
@@ -100,7 +101,7 @@ def main():
         "overlap_plus": mean_off_diagonal(edit_overlap(plus)),
         "overlap_even_part": mean_off_diagonal(edit_overlap((plus + minus) / 2)),
         "overlap_odd_part": mean_off_diagonal(edit_overlap((plus - minus) / 2)),
-        **even_part_patterns(x[: args.digits].double(), (plus + minus) / 2),
+        **even_part_patterns(digits, (plus + minus) / 2),
     }
     print(
         json.dumps(
