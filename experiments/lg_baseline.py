@@ -8,7 +8,14 @@ way ``discover`` does, on fresh draws every step (no real-chain cache), in two s
 - ``plain``: "fake" samples are plain samples of other x_T, from the same distribution as the real
   ones: a perfect set of edits would look like this, and a discriminator can only fit noise;
 - ``edited``: fake samples are the run's edits x~0 of the real samples' x_T, with k and s drawn as in
-  training (the run's shift block, fixed).
+  training (the run's shift block, fixed);
+- ``style``: fake samples are hand-made style edits of the real samples themselves (the twelve of
+  ``overlap_reference.signed_style_edits``: thicker / thinner, rotated +-10 degrees, wider / narrower,
+  slanted either way, moved by 5% of the width each way), one per sample, each edit as often: what
+  ideal edits, which keep the digit and its hand, log against the same D.
+
+The mean |edit| and RMS of the edited and style settings' edits are printed beside L_G, to compare
+their sizes.
 
 L_G = mean softplus(-D(x~0)) is taken after D's step on the same batch, as Algorithm 1 does (line
 26 after lines 15-16); means are printed over every 100 steps and over the steps after
@@ -23,10 +30,19 @@ import statistics
 
 import torch
 import torch.nn.functional as F
+from overlap_reference import signed_style_edits, style_edits
 
 from hspace.run import load_run
 from hspace.sampling import sample
 from hspace.train import DiscoveryTrainer, discriminator_loss, run_chains
+
+
+def style_edit(x0: torch.Tensor, step: int) -> torch.Tensor:
+    """One of the twelve signed style edits of each sample of x0 [N x C x H x W], in turn (the turn
+    shifted by the step, so that each edit meets each batch position): the edited samples."""
+    changes = [c for pair in signed_style_edits(x0, style_edits(x0)).values() for c in pair]  # 12 x [N x ...]
+    which = (torch.arange(len(x0)) + step) % len(changes)  # [N]
+    return x0 + torch.stack(changes)[which, torch.arange(len(x0))]
 
 
 def main():
@@ -39,7 +55,7 @@ def main():
     cfg = run.config.replace(real_cache=0, lr_warmdown=0.0, seed=1)
     model = run.model
     # One trainer per setting: the same fresh D (same seed), the run's shift block in the edited one.
-    trainers = {name: DiscoveryTrainer(model, cfg) for name in ("plain", "edited")}
+    trainers = {name: DiscoveryTrainer(model, cfg) for name in ("plain", "edited", "style")}
     trainers["edited"].modules.shift_block.load_state_dict(run.shift_block.state_dict())
     draws = DiscoveryTrainer(model, cfg)  # one stream of (x_T, k, s) for both settings
     rows = []
@@ -51,8 +67,9 @@ def main():
                 model, trainers["edited"].modules.shift_block, x_T, [(k, s)], draws.timesteps, cfg.t_stop, 0
             )
             plain = sample(model, other, draws.timesteps)  # [N x C x H x W]
+            styled = style_edit(chains.x0_real, step)  # [N x C x H x W]
         row = {"step": step}
-        for name, fake in (("plain", plain), ("edited", chains.x0_shift)):
+        for name, fake in (("plain", plain), ("edited", chains.x0_shift), ("style", styled)):
             D, opt = trainers[name].modules.discriminator, trainers[name].opt_d
             loss_d = discriminator_loss(D, chains.x0_real, fake)
             opt.zero_grad(set_to_none=True)
@@ -61,6 +78,10 @@ def main():
             with torch.no_grad():
                 row[f"loss_g_{name}"] = round(F.softplus(-D(fake)).mean().item(), 4)
             row[f"loss_d_{name}"] = round(loss_d.item(), 4)
+            if name != "plain":
+                edit = fake - chains.x0_real
+                row[f"mean_abs_edit_{name}"] = round(edit.abs().mean().item(), 4)
+                row[f"rms_edit_{name}"] = round(edit.pow(2).mean().sqrt().item(), 4)
         rows.append(row)
         if step % 100 == 0:  # each setting's means over the last 100 steps: does D keep learning?
             window = {name: round(statistics.mean(r[name] for r in rows[-100:]), 3) for name in row if name != "step"}

@@ -218,7 +218,8 @@ class UNetModel(nn.Module):
         )
 
     def embed(self, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        emb = self.time_embed(timestep_embedding(t, self.model_channels))
+        emb = timestep_embedding(t, self.model_channels)  # [N x C], float32
+        emb = self.time_embed(emb.to(self.time_embed[0].weight.dtype))
         if self.num_classes is not None:
             if y is None:
                 raise ValueError("this model is class-conditional: pass class labels y [N]")
