@@ -1,6 +1,6 @@
 """How far above ln 2 does L_G sit when there is nothing to find? A baseline for issue 10's L_G target.
 
-    python experiments/lg_baseline.py [RUN] [--steps 250] [--settle 100]
+    python experiments/lg_baseline.py [RUN] [--steps 250] [--settle 100] [--style NAME ...]
 
 Trains a fresh discriminator (the run's architecture, initialisation and learning rate; Adam) the
 way ``discover`` does, on fresh draws every step (no real-chain cache), in two settings side by side:
@@ -12,7 +12,8 @@ way ``discover`` does, on fresh draws every step (no real-chain cache), in two s
 - ``style``: fake samples are hand-made style edits of the real samples themselves (the twelve of
   ``overlap_reference.signed_style_edits``: thicker / thinner, rotated +-10 degrees, wider / narrower,
   slanted either way, moved by 5% of the width each way), one per sample, each edit as often: what
-  ideal edits, which keep the digit and its hand, log against the same D.
+  ideal edits, which keep the digit and its hand, log against the same D (``--style`` keeps only the
+  named pairs, e.g. ``thickness``).
 
 The mean |edit| and RMS of the edited and style settings' edits are printed beside L_G, to compare
 their sizes.
@@ -30,17 +31,19 @@ import statistics
 
 import torch
 import torch.nn.functional as F
-from overlap_reference import signed_style_edits, style_edits
+from overlap_reference import SIGNED_STYLE_EDITS, signed_style_edits, style_edits
 
 from hspace.run import load_run
 from hspace.sampling import sample
 from hspace.train import DiscoveryTrainer, discriminator_loss, run_chains
 
 
-def style_edit(x0: torch.Tensor, step: int) -> torch.Tensor:
-    """One of the twelve signed style edits of each sample of x0 [N x C x H x W], in turn (the turn
-    shifted by the step, so that each edit meets each batch position): the edited samples."""
-    changes = [c for pair in signed_style_edits(x0, style_edits(x0)).values() for c in pair]  # 12 x [N x ...]
+def style_edit(x0: torch.Tensor, step: int, names: list[str] | None = None) -> torch.Tensor:
+    """One of the signed style edits ``names`` (all twelve by default) of each sample of x0
+    [N x C x H x W], in turn (the turn shifted by the step, so that each edit meets each batch
+    position): the edited samples."""
+    signed = signed_style_edits(x0, style_edits(x0))
+    changes = [c for name, pair in signed.items() if names is None or name in names for c in pair]  # [N x ...] each
     which = (torch.arange(len(x0)) + step) % len(changes)  # [N]
     return x0 + torch.stack(changes)[which, torch.arange(len(x0))]
 
@@ -50,7 +53,10 @@ def main():
     ap.add_argument("run", nargs="?", default="default")
     ap.add_argument("--steps", type=int, default=250)
     ap.add_argument("--settle", type=int, default=100)
+    ap.add_argument("--style", nargs="+", help="the style setting's edits, by name (default: all six, both signs)")
     args = ap.parse_args()
+    if unknown := set(args.style or []) - set(SIGNED_STYLE_EDITS):
+        ap.error(f"unknown style edit {sorted(unknown)}: pick from {', '.join(SIGNED_STYLE_EDITS)}")
     run = load_run(args.run)
     cfg = run.config.replace(real_cache=0, lr_warmdown=0.0, seed=1)
     model = run.model
@@ -67,7 +73,7 @@ def main():
                 model, trainers["edited"].modules.shift_block, x_T, [(k, s)], draws.timesteps, cfg.t_stop, 0
             )
             plain = sample(model, other, draws.timesteps)  # [N x C x H x W]
-            styled = style_edit(chains.x0_real, step)  # [N x C x H x W]
+            styled = style_edit(chains.x0_real, step, args.style)  # [N x C x H x W]
         row = {"step": step}
         for name, fake in (("plain", plain), ("edited", chains.x0_shift), ("style", styled)):
             D, opt = trainers[name].modules.discriminator, trainers[name].opt_d

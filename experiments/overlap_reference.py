@@ -63,10 +63,13 @@ def style_edits(x: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
+SIGNED_STYLE_EDITS = ("thickness", "rotation", "width", "slant", "horizontal move", "vertical move")
+
+
 def signed_style_edits(x: torch.Tensor, e: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Six style edits of x [N x C x H x W] with their opposites, from its ten ``style_edits`` ``e``
     (and the two moves back): (change at +, change at -) each."""
-    return {
+    pairs = {
         "thickness": (e["thicker"], e["thinner"]),
         "rotation": (e["rotate +10"], e["rotate -10"]),
         "width": (e["wider"], e["narrower"]),
@@ -74,6 +77,8 @@ def signed_style_edits(x: torch.Tensor, e: dict[str, torch.Tensor]) -> dict[str,
         "horizontal move": (e["right"], affine(x, tx=0.1) - x),
         "vertical move": (e["up"], affine(x, ty=-0.1) - x),
     }
+    assert tuple(pairs) == SIGNED_STYLE_EDITS
+    return pairs
 
 
 def main():
