@@ -3,7 +3,7 @@
     python experiments/lg_baseline.py [RUN] [--steps 250] [--settle 100] [--style NAME ...]
 
 Trains a fresh discriminator (the run's architecture, initialisation and learning rate; Adam) the
-way ``discover`` does, on fresh draws every step (no real-chain cache), in two settings side by side:
+way ``discover`` does, on fresh draws every step (no real-chain cache), in three settings side by side:
 
 - ``plain``: "fake" samples are plain samples of other x_T, from the same distribution as the real
   ones: a perfect set of edits would look like this, and a discriminator can only fit noise;
@@ -20,7 +20,8 @@ their sizes.
 
 L_G = mean softplus(-D(x~0)) is taken after D's step on the same batch, as Algorithm 1 does (line
 26 after lines 15-16); means are printed over every 100 steps and over the steps after
-``--settle``. Results are in docs/discovery.md ("Even edits").
+``--settle``. Results are in docs/discovery.md ("Even edits", "Hand-made style edits against the same
+discriminator").
 """
 
 from __future__ import annotations
