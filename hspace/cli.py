@@ -226,6 +226,29 @@ def cmd_discover(args) -> int:
     return 0
 
 
+def cmd_polish(args) -> int:
+    from .polish import PolishConfig, polish
+    from .run import resolve_device
+
+    pcfg = PolishConfig(
+        steps=args.steps,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        warmdown=args.warmdown,
+        rca_every=args.rca_every,
+        rca_pairs=args.rca_pairs,
+        seed=args.seed,
+    )
+    pcfg.check()
+    device = resolve_device(args.device)
+    figures = polish(args.run, args.out, pcfg, device=device)
+    print(
+        f"held-out RCA {figures['rca_heldout_before']:.3f} -> {figures['rca_heldout_after']:.3f} on "
+        f"{figures['rca_pairs']} fixed pairs; run folder: {args.out}  (score it: hspace evaluate {args.out})"
+    )
+    return 0
+
+
 def cmd_show(args) -> int:
     from .run import resolve_device
     from .show import show
@@ -526,6 +549,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default: edits/<image name>)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=cmd_edit)
+
+    p = sub.add_parser("polish", help="train a run's reconstructor on with its directions fixed: RCA of what was found")
+    p.add_argument("run", help="a run folder or shipped run name (left unchanged)")
+    p.add_argument("--out", required=True, help="a new run folder: the run with the polished reconstructor")
+    p.add_argument("--steps", type=_positive_int, default=300, help="steps, each on fresh pairs (default: 300)")
+    p.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate, falling to 0 (default: 3e-4)")
+    p.add_argument("--batch-size", type=_int_at_least(2), default=64, help="pairs a step (default: 64)")
+    p.add_argument(
+        "--warmdown", type=float, default=1.0, help="share of the steps over which the rate falls to 0 (default: 1)"
+    )
+    p.add_argument("--rca-every", type=_count, default=50, help="held-out RCA every N steps (0: at the end only)")
+    p.add_argument("--rca-pairs", type=_positive_int, default=512, help="fixed held-out pairs (default: 512)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the training pairs (default: 0)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.set_defaults(func=cmd_polish)
 
     p = sub.add_parser("label", help="name a direction, so that --edit NAME:S works")
     p.add_argument("run", help="a run folder (labels are written to its labels.json)")
