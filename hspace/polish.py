@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from .artifacts import atomic_write, load_tensors, save_tensors
 from .monitor import HeldOutPairs
 from .nets import build_reconstructor
-from .run import KIND, LABELS, check_run_folder, load_run
+from .run import KIND, LABELS, check_run_folder, load_run, shipped_run_name
 from .train import draw_edits, run_chains
 
 POLISH_LOG = "polish-log.csv"
@@ -128,7 +128,8 @@ def write_polished_run(source: Path, out: Path, reconstructor, pcfg: PolishConfi
         if (source / name).exists():
             atomic_write(out / name, lambda tmp, name=name: shutil.copyfile(source / name, tmp))
     meta = json.loads((source / "config.json").read_text())
-    meta["polished"] = {"from": str(source), **vars(pcfg), **figures}
+    origin = shipped_run_name(source) or str(source)  # a shipped run by name, not by this machine's path
+    meta["polished"] = {"from": origin, **vars(pcfg), **figures}
     part = KIND.format("reconstructor")
     _, saved = load_tensors(source / "reconstructor.safetensors", part)
     saved.pop("kind", None)

@@ -41,6 +41,15 @@ def test_polish_trains_the_reconstructor_only_and_keeps_the_rest(tiny_run_dir, t
     assert load_run(out).step == load_run(tiny_run_dir).step  # the polished run opens like any other
 
 
+def test_polish_of_a_shipped_run_names_it_not_its_path(tiny_run_dir, tmp_path, monkeypatch):
+    from hspace import presets
+
+    monkeypatch.setitem(presets.SHIPPED_RUNS, "default", tiny_run_dir)
+    out = tmp_path / "polished"
+    polish("default", out, QUICK, progress=False)
+    assert json.loads((out / "config.json").read_text())["polished"]["from"] == "default"
+
+
 def test_polish_refuses_to_write_over_a_run(tiny_run_dir, tmp_path):
     with pytest.raises(ValueError, match="is the run being polished"):
         polish(tiny_run_dir, tiny_run_dir, QUICK, progress=False)
