@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from .artifacts import atomic_write, load_tensors, save_tensors
 from .monitor import HeldOutPairs
 from .nets import build_reconstructor
-from .run import KIND, LABELS, check_run_folder, load_run, shipped_run_name
+from .run import KIND, LABELS, check_run_folder, load_run
 from .train import draw_edits, run_chains
 
 POLISH_LOG = "polish-log.csv"
@@ -117,18 +117,20 @@ def polish(
         bar.set_postfix(L_R=f"{row['loss_r']:.3f}", acc=f"{row['acc']:.2f}", RCA_heldout=f"{rca:.2f}")
     bar.close()
     figures = {"rca_heldout_before": before, "rca_heldout_after": rca, "rca_pairs": pcfg.rca_pairs}
-    write_polished_run(source, out, reconstructor, pcfg, figures, rows)
+    write_polished_run(source, run.name, out, reconstructor, pcfg, figures, rows)
     return figures
 
 
-def write_polished_run(source: Path, out: Path, reconstructor, pcfg: PolishConfig, figures: dict, rows) -> None:
-    """The source run's files with the new reconstructor; ``config.json`` last, naming the polish."""
+def write_polished_run(
+    source: Path, origin: str, out: Path, reconstructor, pcfg: PolishConfig, figures: dict, rows
+) -> None:
+    """The source run's files with the new reconstructor; ``config.json`` last, naming the polish and its
+    ``origin`` (``Run.name``: a shipped run by name, not by this machine's path)."""
     out.mkdir(parents=True, exist_ok=True)
     for name in COPIED:
         if (source / name).exists():
             atomic_write(out / name, lambda tmp, name=name: shutil.copyfile(source / name, tmp))
     meta = json.loads((source / "config.json").read_text())
-    origin = shipped_run_name(source) or str(source)  # a shipped run by name, not by this machine's path
     meta["polished"] = {"from": origin, **vars(pcfg), **figures}
     part = KIND.format("reconstructor")
     _, saved = load_tensors(source / "reconstructor.safetensors", part)
