@@ -135,6 +135,9 @@ SHIPPED_MODELS: dict[str, str] = {"default": "default-dm.safetensors"}
 # until 2026-12-05; docs/default-evaluation.md.
 SHIPPED_RUNS: dict[str, Path] = {
     "default": ASSETS / "default-run",
+    "default-overlap-2000": ASSETS / "default-overlap-2000-run",
+    "default-overlap-1500": ASSETS / "default-overlap-1500-run",
+    "default-t600": ASSETS / "default-t600-run",
     "default-t600-free": ASSETS / "default-t600-free-run",
     "default-t400-t600": ASSETS / "default-t400-t600-run",
     "default-t400": ASSETS / "default-t400-run",
