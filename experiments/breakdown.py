@@ -17,25 +17,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from reconstructor_ceiling import make_pairs
 
 from hspace.nets import Discriminator, build_reconstructor
 from hspace.run import load_run
-from hspace.sampling import seed_noise
-from hspace.train import draw_edits, run_chains
-
-
-@torch.no_grad()
-def evaluate_pairs(run, n: int, seed: int, batch: int = 100):
-    """(k [n], s [n], x0, x~0 [n x C x H x W]) exactly as ``hspace evaluate --seed`` draws them."""
-    cfg, m = run.config, run.model
-    k, s = draw_edits(n, cfg, torch.Generator().manual_seed(seed))
-    x0, x0s = [], []
-    for a in range(0, n, batch):
-        x_T = seed_noise(range(seed * 10**7 + a, seed * 10**7 + min(a + batch, n)), m.in_channels, m.image_size)
-        c = run_chains(m, run.shift_block, x_T, [(k[a : a + batch], s[a : a + batch])], run.timesteps, cfg.t_stop, 0)
-        x0.append(c.x0_real)
-        x0s.append(c.x0_shift)
-    return k, s, torch.cat(x0), torch.cat(x0s)
 
 
 def grouped(values: torch.Tensor, groups: torch.Tensor, n_groups: int) -> list[float | None]:
@@ -57,7 +42,8 @@ def main():
     if args.cache and Path(args.cache).exists():
         k, s, x0, x0s = torch.load(args.cache)
     else:
-        k, s, x0, x0s = evaluate_pairs(run, args.pairs, args.seed)
+        # evaluate's own pairs for --seed: x_T seeds from seed x 10^7, (k, s) from Generator(seed)
+        k, s, x0, x0s = make_pairs(run, args.seed * 10**7, args.pairs, torch.Generator().manual_seed(args.seed))
         if args.cache:
             torch.save((k, s, x0, x0s), args.cache)
     recon = run.load_part("reconstructor", build_reconstructor(cfg.reconstructor, m.in_channels, cfg.K)).eval()

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from breakdown import evaluate_pairs
 from reconstructor_ceiling import TRAIN_SEEDS, fit, make_pairs, rca
 
 from hspace.directions import direction_indices
@@ -69,7 +68,9 @@ def measure(run, arm: str, args, cache: Path | None) -> dict:
         train, test = torch.load(path)
     else:
         train = make_pairs(run, TRAIN_SEEDS, args.train_pairs, torch.Generator().manual_seed(3))
-        test = evaluate_pairs(run, args.test_pairs, args.seed)
+        test = make_pairs(
+            run, args.seed * 10**7, args.test_pairs, torch.Generator().manual_seed(args.seed)
+        )  # evaluate's
         if path:
             torch.save((train, test), path)
     own = run.load_part("reconstructor", build_reconstructor(cfg.reconstructor, m.in_channels, cfg.K))
