@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from reconstructor_ceiling import make_pairs
+from reconstructor_ceiling import evaluate_pairs
 
 from hspace.nets import Discriminator, build_reconstructor
 from hspace.run import load_run
@@ -39,13 +38,7 @@ def main():
     args = ap.parse_args()
     run = load_run(args.run)
     cfg, m = run.config, run.model
-    if args.cache and Path(args.cache).exists():
-        k, s, x0, x0s = torch.load(args.cache)
-    else:
-        # evaluate's own pairs for --seed: x_T seeds from seed x 10^7, (k, s) from Generator(seed)
-        k, s, x0, x0s = make_pairs(run, args.seed * 10**7, args.pairs, torch.Generator().manual_seed(args.seed))
-        if args.cache:
-            torch.save((k, s, x0, x0s), args.cache)
+    k, s, x0, x0s = evaluate_pairs(run, args.seed, args.pairs, args.cache)
     recon = run.load_part("reconstructor", build_reconstructor(cfg.reconstructor, m.in_channels, cfg.K)).eval()
     disc = run.load_part("discriminator", Discriminator(m.make_encoder(pretrained=False), m.h_channels)).eval()
     with torch.no_grad():

@@ -1,6 +1,6 @@
 """How far above ln 2 does L_G sit when there is nothing to find? A baseline for issue 10's L_G target.
 
-    python experiments/lg_baseline.py [RUN] [--steps 250] [--settle 100] [--style NAME ...]
+    python experiments/lg_baseline.py [RUN] [--steps 250] [--settle 100] [--style NAME ...] [--r1 GAMMA ...]
 
 Trains a fresh discriminator (the run's architecture, initialisation and learning rate; Adam) the
 way ``discover`` does, on fresh draws every step (no real-chain cache), in three settings side by side:
@@ -14,6 +14,9 @@ way ``discover`` does, on fresh draws every step (no real-chain cache), in three
   slanted either way, moved by 5% of the width each way), one per sample, each edit as often: what
   ideal edits, which keep the digit and its hand, log against the same D (``--style`` keeps only the
   named pairs, e.g. ``thickness``).
+
+With ``--r1`` each setting has one discriminator per R1 weight (``discover --discriminator-r1``),
+all on the same draws; columns of a weight > 0 end in ``_r1_GAMMA``.
 
 The mean |edit| and RMS of the edited and style settings' edits are printed beside L_G, to compare
 their sizes.
@@ -55,37 +58,46 @@ def main():
     ap.add_argument("--steps", type=int, default=250)
     ap.add_argument("--settle", type=int, default=100)
     ap.add_argument("--style", nargs="+", help="the style setting's edits, by name (default: all six, both signs)")
+    ap.add_argument(
+        "--r1",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help="one discriminator per setting and R1 weight (default: 0, off)",
+    )
     args = ap.parse_args()
     if unknown := set(args.style or []) - set(SIGNED_STYLE_EDITS):
         ap.error(f"unknown style edit {sorted(unknown)}: pick from {', '.join(SIGNED_STYLE_EDITS)}")
     run = load_run(args.run)
     cfg = run.config.replace(real_cache=0, lr_warmdown=0.0, seed=1)
     model = run.model
-    # One trainer per setting: the same fresh D (same seed), the run's shift block in the edited one.
-    trainers = {name: DiscoveryTrainer(model, cfg) for name in ("plain", "edited", "style")}
-    trainers["edited"].modules.shift_block.load_state_dict(run.shift_block.state_dict())
-    draws = DiscoveryTrainer(model, cfg)  # one stream of (x_T, k, s) for both settings
+    # One trainer per setting and R1 weight: the same fresh D (same seed) in each.
+    settings = [(name, r1) for r1 in args.r1 for name in ("plain", "edited", "style")]
+    trainers = {setting: DiscoveryTrainer(model, cfg) for setting in settings}
+    draws = DiscoveryTrainer(model, cfg)  # one stream of (x_T, k, s) for every setting
+    draws.modules.shift_block.load_state_dict(run.shift_block.state_dict())
     rows = []
     for step in range(1, args.steps + 1):
         x_T, k, s = draws.draw()
         other, _, _ = draws.draw()
         with torch.no_grad():
-            chains = run_chains(
-                model, trainers["edited"].modules.shift_block, x_T, [(k, s)], draws.timesteps, cfg.t_stop, 0
-            )
+            chains = run_chains(model, draws.modules.shift_block, x_T, [(k, s)], draws.timesteps, cfg.t_stop, 0)
             plain = sample(model, other, draws.timesteps)  # [N x C x H x W]
             styled = style_edit(chains.x0_real, step, args.style)  # [N x C x H x W]
         row = {"step": step}
-        for name, fake in (("plain", plain), ("edited", chains.x0_shift), ("style", styled)):
-            D, opt = trainers[name].modules.discriminator, trainers[name].opt_d
-            loss_d = discriminator_loss(D, chains.x0_real, fake)
+        fakes = {"plain": plain, "edited": chains.x0_shift, "style": styled}
+        for setting, r1 in settings:
+            fake = fakes[setting]
+            D, opt = trainers[setting, r1].modules.discriminator, trainers[setting, r1].opt_d
+            loss_d = discriminator_loss(D, chains.x0_real, fake, r1)
+            name = setting if r1 == 0 else f"{setting}_r1_{r1:g}"  # the columns without R1 keep their names
             opt.zero_grad(set_to_none=True)
             loss_d.backward()
             opt.step()
             with torch.no_grad():
                 row[f"loss_g_{name}"] = round(F.softplus(-D(fake)).mean().item(), 4)
             row[f"loss_d_{name}"] = round(loss_d.item(), 4)
-            if name != "plain":
+            if setting != "plain" and r1 == args.r1[0]:  # the edits are the same for every R1 weight
                 edit = fake - chains.x0_real
                 row[f"mean_abs_edit_{name}"] = round(edit.abs().mean().item(), 4)
                 row[f"rms_edit_{name}"] = round(edit.pow(2).mean().sqrt().item(), 4)

@@ -17,6 +17,7 @@ import argparse
 import copy
 import json
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +44,17 @@ def make_pairs(run, first_seed: int, n: int, generator: torch.Generator, batch: 
         x0.append(chains.x0_real)
         x0s.append(chains.x0_shift)
     return k, s, torch.cat(x0), torch.cat(x0s)
+
+
+def evaluate_pairs(run, seed: int, n: int, cache: str | None = None):
+    """``evaluate``'s own pairs for ``--seed`` (x_T seeds from seed x 10^7, (k, s) from Generator(seed)),
+    kept in and reused from the .pt file ``cache`` when given."""
+    if cache and Path(cache).exists():
+        return torch.load(cache)
+    pairs = make_pairs(run, seed * 10**7, n, torch.Generator().manual_seed(seed))
+    if cache:
+        torch.save(pairs, cache)
+    return pairs
 
 
 @torch.no_grad()

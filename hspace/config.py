@@ -27,6 +27,7 @@ PAPER_RECIPE = {
     "shift_lr": None,
     "reconstructor_lr": None,
     "discriminator_lr": None,
+    "discriminator_r1": 0.0,
     "lr_warmdown": 0.0,
     "min_shift": 0.0,
     "balanced_k": False,
@@ -69,6 +70,10 @@ class DiscoveryConfig:
     shift_lr: float | None = doc(1e-2, "the shift block's learning rate (none: lr; paper: one lr for all)")
     reconstructor_lr: float | None = doc(None, "the reconstructor's learning rate (none: lr)")
     discriminator_lr: float | None = doc(None, "the discriminator's learning rate (none: lr)")
+    discriminator_r1: float = doc(
+        0.0,
+        "weight gamma of the R1 penalty gamma/2 E|dD(x0)/dx0|^2 on the discriminator's real samples (0: off, paper)",
+    )
     # Held-out RCA swings by up to 0.25 between evaluations at constant rates (docs/discovery.md, section 4).
     lr_warmdown: float = doc(
         0.0, "every learning rate falls linearly to zero over this last share of train_steps (0: constant, paper)"
@@ -92,6 +97,10 @@ class DiscoveryConfig:
     # Directions found with large, free shifts, then refined at a bounded size (docs/discovery.md, "Refining").
     init_from: str | None = doc(
         None, "start from the three parts of this run (a folder or shipped name) with fresh optimisers; none: new parts"
+    )
+    # A discriminator that trained through earlier stages separates edits better than a fresh one (docs/discovery.md, "L_G").
+    init_discriminator: bool = doc(
+        True, "with init_from: the discriminator starts from that run's too; false: a fresh one (discriminator_init)"
     )
     # How gradients are computed; all give the same gradients for the same draws (see train.py).
     algorithm: str = doc(
@@ -132,6 +141,8 @@ class DiscoveryConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 problems.append(f"{name}={value}: give a learning rate > 0")
+        if not self.discriminator_r1 >= 0:
+            problems.append(f"discriminator_r1={self.discriminator_r1}: give a weight >= 0 (0: off)")
         if not 0 <= self.lr_warmdown <= 1:
             problems.append(
                 f"lr_warmdown={self.lr_warmdown}: choose a share of train_steps in [0, 1] (0: constant rates)"
@@ -168,6 +179,11 @@ class DiscoveryConfig:
             problems.append(
                 "shift_norm needs directions that start non-zero (a zero direction has no norm to rescale): "
                 "also pass --direction-init-std, e.g. 0.01, or --init-from a trained run"
+            )
+        if not self.init_discriminator and self.init_from is None:
+            problems.append(
+                "init_discriminator=False chooses which parts come from init_from: give --init-from RUN "
+                "or drop --no-init-discriminator"
             )
         if self.discriminator_init not in DISCRIMINATOR_INITS:
             problems.append(f"discriminator_init={self.discriminator_init!r}: choose 'random' or 'pretrained'")

@@ -16,7 +16,7 @@ from .config import DiscoveryConfig
 from .distributed import Distributed
 from .models import load_model
 from .monitor import HeldOutPairs
-from .run import check_init_run, load_parts, model_reference, save_parts
+from .run import PARTS, check_init_run, load_parts, model_reference, save_parts
 from .sampling import direction_sweep, magnitudes, seed_noise
 from .train import DiscoveryTrainer
 from .viz import save_image, sheet
@@ -213,7 +213,8 @@ def discover(
     model_ref = model_reference(model_source, model)
     main = dist.is_main
     if init is not None:  # a resumed run's checkpoint holds the parts already
-        load_parts(init, trainer.modules, model_ref)
+        parts = PARTS if cfg.init_discriminator else tuple(p for p in PARTS if p != "discriminator")
+        load_parts(init, trainer.modules, model_ref, parts)
     rca = load_checkpoint(out, trainer, model_ref) if resume else 0.0
     if main:
         out.mkdir(parents=True, exist_ok=True)

@@ -327,15 +327,15 @@ def check_init_run(ref: str | Path, cfg: DiscoveryConfig) -> Path:
     return folder
 
 
-def load_parts(folder: Path, modules, model_ref: dict) -> None:
-    """A run's three trained parts into ``modules``, refusing parts trained on another model."""
+def load_parts(folder: Path, modules, model_ref: dict, parts: tuple[str, ...] = PARTS) -> None:
+    """A run's trained ``parts`` into ``modules``, refusing parts trained on another model."""
     trained_on = json.loads((folder / "config.json").read_text())["model"]
     if trained_on["fingerprint"] != model_ref["fingerprint"]:
         raise ValueError(
             f"--init-from {folder}: its parts were trained on another model ({trained_on['source']}, fingerprint "
             f"{trained_on['fingerprint']}); start from a run on {model_ref['source']} or pass --model {trained_on['source']}"
         )
-    for part in PARTS:
+    for part in parts:
         load_part(folder, part, getattr(modules, part))
 
 

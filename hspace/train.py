@@ -215,12 +215,18 @@ def loss_gradient_norms(losses: dict[str, torch.Tensor], x0_shift: torch.Tensor)
     return norms
 
 
-def discriminator_loss(discriminator: Discriminator, x0_real, x0_shift) -> torch.Tensor:
-    """L_D = BCE(D(x0), 1) + BCE(D(x~0), 0), logits form."""
+def discriminator_loss(discriminator: Discriminator, x0_real, x0_shift, r1: float = 0.0) -> torch.Tensor:
+    """L_D = BCE(D(x0), 1) + BCE(D(x~0), 0), logits form; with r1 > 0 plus the R1 penalty
+    r1 / 2 * E |dD(x0)/dx0|^2 (Mescheder et al. 2018), which keeps D flat around real samples."""
+    x0_real = x0_real.detach().requires_grad_(r1 > 0)
     real, fake = discriminator(x0_real), discriminator(x0_shift)
-    return F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + F.binary_cross_entropy_with_logits(
+    loss = F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + F.binary_cross_entropy_with_logits(
         fake, torch.zeros_like(fake)
     )
+    if r1 > 0:
+        (grad,) = torch.autograd.grad(real.sum(), x0_real, create_graph=True)  # [N x C x H x W]
+        loss = loss + r1 / 2 * grad.square().flatten(1).sum(1).mean()
+    return loss
 
 
 def step_graphs_mb(model, shift_block, cfg: DiscoveryConfig, timesteps, batch_size: int) -> list[float]:
@@ -289,7 +295,9 @@ def compute_gradients(
 
         # Step 1 (lines 15-16): the discriminator, real = x0, fake = x~0.
         opt_d.zero_grad(set_to_none=True)
-        loss_d = discriminator_loss(modules.discriminator, chains.x0_real, chains.x0_shift.detach())
+        loss_d = discriminator_loss(
+            modules.discriminator, chains.x0_real, chains.x0_shift.detach(), cfg.discriminator_r1
+        )
         loss_d.backward()
         if reduce_gradients is not None:
             reduce_gradients(modules.discriminator.parameters())

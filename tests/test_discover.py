@@ -126,3 +126,12 @@ def test_a_run_can_start_from_another_runs_parts(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert f"that run has K={CFG.K}" in err and f"give --K {CFG.K}" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "r").exists()
+    # A new critic for found directions: the shift block and reconstructor come along, the discriminator is fresh.
+    fresh_d = discover("tiny", refined_cfg.replace(init_discriminator=False), tmp_path / "fresh_d", **quick)
+    new = DiscoveryTrainer(load_run(first).model, CFG, "cpu").modules.discriminator.state_dict()
+    for part, source in (("reconstructor", first), ("discriminator", None)):
+        a = load_tensors(fresh_d / f"{part}.safetensors", f"hspace-{part}")[0]
+        b = new if source is None else load_tensors(source / f"{part}.safetensors", f"hspace-{part}")[0]
+        assert all(torch.equal(a[n], b[n]) for n in a), part
+    with pytest.raises(ValueError, match="give --init-from RUN or drop --no-init-discriminator"):
+        CFG.replace(init_discriminator=False)

@@ -17,6 +17,7 @@ from hspace.nets import LeNetReconstructor
 from hspace.run import load_run
 from hspace.train import (
     DiscoveryTrainer,
+    discriminator_loss,
     draw_edit_pairs,
     draw_edits,
     draw_opposite_pairs,
@@ -259,3 +260,22 @@ def test_paired_edit_cosine_is_known_for_known_edits():
     orthogonal = torch.tensor([0.0, 0.0, 3.0, 0.0]).view(1, 2, 2)
     x0_shift = torch.stack([edit, 2 * edit, edit, -edit, edit, orthogonal])  # same, opposite, orthogonal
     torch.testing.assert_close(paired_edit_cosine(x0, x0_shift), torch.tensor([1.0, -1.0, 0.0]))
+
+
+def test_r1_adds_half_gamma_times_the_squared_input_gradient_on_real_samples():
+    # A linear D(x) = w . x + b has input gradient w everywhere: the penalty is gamma / 2 |w|^2.
+    D = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 1), torch.nn.Flatten(0))
+    real, fake = torch.randn(3, 1, 2, 2), torch.randn(3, 1, 2, 2)
+    plain = discriminator_loss(D, real, fake)
+    penalised = discriminator_loss(D, real, fake, r1=0.5)
+    torch.testing.assert_close(penalised - plain, 0.25 * D[1].weight.square().sum())
+    penalised.backward()  # the penalty trains D: its gradient on w is gamma w besides the BCE's
+    assert D[1].weight.grad is not None and not real.requires_grad
+    with pytest.raises(ValueError, match="discriminator_r1=-1.0: give a weight >= 0"):
+        DiscoveryConfig(discriminator_r1=-1.0)
+
+
+def test_a_run_with_r1_trains_and_reopens_with_it(tmp_path):
+    cfg = TINY.replace(train_steps=2, discriminator_r1=1.0)
+    discover("tiny", cfg, tmp_path / "run", grid_every=0, rca_every=0, progress=False)
+    assert load_run(tmp_path / "run").config.discriminator_r1 == 1.0

@@ -1,0 +1,75 @@
+"""What tells a run's edited samples from plain ones without a discriminator? Simple image statistics.
+
+    python experiments/edit_statistics.py [RUN] [--pairs 1000] [--seed 0] [--cache PT]
+
+Draws ``evaluate``'s own pairs (as ``breakdown.py``) and compares per-image statistics of the raw
+samples x0 and the edited ones x~0: the mean, the spread, the share of ink (pixels > 0), the share of
+grey pixels (|x| < 0.8), the total variation. For each it prints both means and the AUC of telling
+x~0 from x0 by that statistic alone (0.5: no sign; all pairs, and the pairs with |s| in the upper half
+of [min_shift, S]), then the change in ink per direction and sign of s. One JSON line. Results are in
+docs/discovery.md ("A fresh critic").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+from reconstructor_ceiling import evaluate_pairs
+
+from hspace.run import load_run
+
+
+def image_statistics(x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-image statistics of x [N x C x H x W] in [-1, 1]; each [N]."""
+    flat = x.flatten(1)
+    total_variation = (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).mean(1) + (
+        x[..., :, 1:] - x[..., :, :-1]
+    ).abs().flatten(1).mean(1)
+    return {
+        "mean": flat.mean(1),
+        "std": flat.std(1),
+        "ink": (flat > 0).float().mean(1),
+        "grey": (flat.abs() < 0.8).float().mean(1),
+        "total_variation": total_variation,
+    }
+
+
+def auc(negative: torch.Tensor, positive: torch.Tensor) -> float:
+    """P(a positive scores above a negative), ties counted half: 0.5 when the statistic tells nothing."""
+    above = (positive[None, :] > negative[:, None]).float().mean()
+    ties = (positive[None, :] == negative[:, None]).float().mean()
+    return round(float(above + 0.5 * ties), 3)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run", nargs="?", default="default")
+    ap.add_argument("--pairs", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache", default=None, help="a .pt file: the drawn pairs are kept there and reused")
+    args = ap.parse_args()
+    run = load_run(args.run)
+    cfg = run.config
+    k, s, x0, x0s = evaluate_pairs(run, args.seed, args.pairs, args.cache)
+    raw, edited = image_statistics(x0), image_statistics(x0s)
+    large = s.abs() > (cfg.min_shift + cfg.S) / 2  # [n]
+    row = {"run": args.run, "seed": args.seed, "pairs": len(k)}
+    for name in raw:
+        row[name] = {
+            "raw": round(float(raw[name].mean()), 4),
+            "edited": round(float(edited[name].mean()), 4),
+            "auc": auc(raw[name], edited[name]),
+            "auc_large_s": auc(raw[name], edited[name][large]),
+        }
+    ink_change = edited["ink"] - raw["ink"]  # [n]
+    row["ink_change_by_direction"] = {
+        sign: [round(float(ink_change[(k == d) & side].mean()), 4) for d in range(cfg.K)]
+        for sign, side in (("s>0", s > 0), ("s<0", s < 0))
+    }
+    print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()
