@@ -23,6 +23,7 @@ PAPER_RECIPE = {
     "lambda2": 0.1,
     "edit_overlap_weight": 0.0,
     "even_edit_weight": 0.0,
+    "feature_matching_weight": 0.0,
     "lr": 1e-3,
     "shift_lr": None,
     "reconstructor_lr": None,
@@ -65,6 +66,13 @@ class DiscoveryConfig:
         0.0,
         "weight of the share of each edit that is even in s (the same change at s and -s); > 0 draws the batch in "
         "pairs that share x_T and k, with s and -s (0: off, paper)",
+    )
+    # L_G's gradient is the smallest of the terms at x~0 and a fresh D separates the edits within 100 steps
+    # (docs/discovery.md, "A fresh critic").
+    feature_matching_weight: float = doc(
+        0.0,
+        "weight of |mean phi(x~0) - mean phi(x0)|^2 / tr Var phi(x0) over the batch, phi the discriminator's pooled "
+        "features (feature matching, Salimans et al. 2016); 0: off (paper)",
     )
     lr: float = doc(1e-3, "Adam learning rate (default betas) of every part without one of its own")
     shift_lr: float | None = doc(1e-2, "the shift block's learning rate (none: lr; paper: one lr for all)")
@@ -141,6 +149,8 @@ class DiscoveryConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 problems.append(f"{name}={value}: give a learning rate > 0")
+        if not self.feature_matching_weight >= 0:
+            problems.append(f"feature_matching_weight={self.feature_matching_weight}: give a weight >= 0 (0: off)")
         if not self.discriminator_r1 >= 0:
             problems.append(f"discriminator_r1={self.discriminator_r1}: give a weight >= 0 (0: off)")
         if not 0 <= self.lr_warmdown <= 1:

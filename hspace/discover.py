@@ -38,6 +38,7 @@ LOG_FIELDS = [
     "grad_l1",
     "grad_overlap",
     "grad_even",
+    "grad_fm",
     "seconds",
 ]
 PLOTTED = tuple(f for f in LOG_FIELDS if f not in ("step", "shift_mae_heldout", "seconds"))  # TensorBoard scalars

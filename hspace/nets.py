@@ -110,5 +110,9 @@ class Discriminator(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(h_channels, 1)
 
+    def features(self, x):
+        """The pooled encoder features the head reads: [N x C x H x W] -> [N x h_channels]."""
+        return self.pool(self.encoder(x)).flatten(1)
+
     def forward(self, x):
-        return self.head(self.pool(self.encoder(x)).flatten(1)).squeeze(1)
+        return self.head(self.features(x)).squeeze(1)

@@ -185,8 +185,11 @@ def generator_losses(
     w * mean cos^2 between the two edits of each pair: different directions should edit differently.
     With ``even_edit_weight`` w > 0 (pairs from ``draw_opposite_pairs``), L_R also has w * the mean
     share of each edit that is even in s (``paired_even_share``): s and -s should undo each other.
+    With ``feature_matching_weight`` w > 0, L_R also has w * |mean phi(x~0) - mean phi(x0)|^2 / tr Var phi(x0),
+    phi the discriminator's pooled features: the batch of edits should look like the real one to D on average.
     """
-    d_fake = modules.discriminator(x0_shift)
+    features = modules.discriminator.features(x0_shift)  # [N x C]
+    d_fake = modules.discriminator.head(features).squeeze(1)  # [N]
     loss_g = F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
     logits, shift = modules.reconstructor(x0_real, x0_shift)
     loss_ce, loss_l1 = cfg.lambda1 * F.cross_entropy(logits, k), cfg.lambda2 * F.l1_loss(shift, s)
@@ -196,18 +199,25 @@ def generator_losses(
         cosine = paired_edit_cosine(x0_real, x0_shift)  # [N/2]
         losses["loss_overlap"] = cfg.edit_overlap_weight * cosine.pow(2).mean()
         losses["edit_cosine"] = cosine.detach().mean()
+    if cfg.feature_matching_weight > 0:
+        with torch.no_grad():
+            real = modules.discriminator.features(x0_real)  # [N x C]
+        # In units of the real features' total variance, so that one weight fits a fresh D and a trained one.
+        gap = (features.mean(0) - real.mean(0)).square().sum() / real.var(0).sum().clamp_min(1e-12)
+        losses["loss_fm"] = cfg.feature_matching_weight * gap
     if cfg.even_edit_weight > 0:
         share = paired_even_share(x0_real, x0_shift)  # [N/2]
         losses["loss_even"] = cfg.even_edit_weight * share.mean()
         losses["even_share"] = share.detach().mean()
-    losses["loss_r"] = sum(losses[t] for t in ("loss_ce", "loss_l1", "loss_overlap", "loss_even") if t in losses)
+    extra_terms = ("loss_ce", "loss_l1", "loss_overlap", "loss_even", "loss_fm")
+    losses["loss_r"] = sum(losses[t] for t in extra_terms if t in losses)
     return losses
 
 
 def loss_gradient_norms(losses: dict[str, torch.Tensor], x0_shift: torch.Tensor) -> dict[str, float]:
     """|d term / d x~0| for L_G, lambda1 CE, lambda2 L1 (and the edit-overlap or even-edit term): which
     term steers the shifted samples."""
-    terms = [t for t in ("loss_g", "loss_ce", "loss_l1", "loss_overlap", "loss_even") if t in losses]
+    terms = [t for t in ("loss_g", "loss_ce", "loss_l1", "loss_overlap", "loss_even", "loss_fm") if t in losses]
     norms = {}
     for t in terms:
         (g,) = torch.autograd.grad(losses[t], x0_shift, retain_graph=True)

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from hspace.config import PAPER_RECIPE, RECIPES, DiscoveryConfig
 from hspace.discover import discover
 from hspace.models import load_model
 from hspace.monitor import HeldOutPairs, recalibrate_batch_norm
-from hspace.nets import LeNetReconstructor
+from hspace.nets import Discriminator, LeNetReconstructor
 from hspace.run import load_run
 from hspace.train import (
     DiscoveryTrainer,
@@ -21,6 +22,7 @@ from hspace.train import (
     draw_edit_pairs,
     draw_edits,
     draw_opposite_pairs,
+    generator_losses,
     paired_edit_cosine,
     paired_even_share,
 )
@@ -275,7 +277,31 @@ def test_r1_adds_half_gamma_times_the_squared_input_gradient_on_real_samples():
         DiscoveryConfig(discriminator_r1=-1.0)
 
 
-def test_a_run_with_r1_trains_and_reopens_with_it(tmp_path):
-    cfg = TINY.replace(train_steps=2, discriminator_r1=1.0)
-    discover("tiny", cfg, tmp_path / "run", grid_every=0, rca_every=0, progress=False)
-    assert load_run(tmp_path / "run").config.discriminator_r1 == 1.0
+def test_a_run_with_r1_and_feature_matching_trains_logs_and_reopens_with_them(tmp_path):
+    cfg = TINY.replace(train_steps=2, discriminator_r1=1.0, feature_matching_weight=1.0)
+    discover("tiny", cfg, tmp_path / "run", grid_every=0, rca_every=2, progress=False)
+    saved = load_run(tmp_path / "run").config
+    assert (saved.discriminator_r1, saved.feature_matching_weight) == (1.0, 1.0)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
+    assert rows[0]["grad_fm"] == "" and float(rows[1]["grad_fm"]) > 0  # measured with the held-out RCA
+
+
+def test_feature_matching_is_zero_for_real_batches_and_free_of_the_features_scale():
+    # D's features are a bias-free conv of the image: scaling its weights scales the features, not the term.
+    D = Discriminator(torch.nn.Conv2d(1, 6, 3, bias=False), 6)
+    modules = SimpleNamespace(discriminator=D, reconstructor=LeNetReconstructor(1, 4))
+    cfg = DiscoveryConfig(K=4, feature_matching_weight=2.0)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(8, 1, 32, 32, generator=g) * 2 - 1
+    x0_shift = (x0 + 0.3 * torch.randn(8, 1, 32, 32, generator=g)).clamp(-1, 1)
+    k, s = torch.arange(8) % 4, torch.ones(8)
+    assert generator_losses(modules, x0, x0, k, s, cfg)["loss_fm"] == 0
+    term = generator_losses(modules, x0, x0_shift, k, s, cfg)["loss_fm"]
+    with torch.no_grad():
+        D.encoder.weight.mul_(10.0)
+    torch.testing.assert_close(generator_losses(modules, x0, x0_shift, k, s, cfg)["loss_fm"], term)
+    assert term > 0 and "loss_fm" not in generator_losses(
+        modules, x0, x0_shift, k, s, cfg.replace(feature_matching_weight=0)
+    )
+    with pytest.raises(ValueError, match="feature_matching_weight=-1.0: give a weight >= 0"):
+        DiscoveryConfig(feature_matching_weight=-1.0)
