@@ -1,12 +1,14 @@
 """What tells a run's edited samples from plain ones without a discriminator? Simple image statistics.
 
-    python experiments/edit_statistics.py [RUN] [--pairs 1000] [--seed 0] [--cache PT]
+    python experiments/edit_statistics.py [RUN] [--pairs 1000] [--seed 0] [--cache PT] [--random-directions STD]
 
 Draws ``evaluate``'s own pairs (as ``breakdown.py``) and compares per-image statistics of the raw
 samples x0 and the edited ones x~0: the mean, the spread, the share of ink (pixels > 0), the share of
 grey pixels (|x| < 0.8), the total variation. For each it prints both means and the AUC of telling
 x~0 from x0 by that statistic alone (0.5: no sign; all pairs, and the pairs with |s| in the upper half
-of [min_shift, S]), then the change in ink per direction and sign of s. One JSON line. Results are in
+of [min_shift, S]), then the change in ink per direction and sign of s. One JSON line.
+``--random-directions STD`` replaces the run's shift block by untrained random directions
+(``direction_init_std`` STD, the run's own shift size): a baseline for what any shift of h does. Results are in
 docs/discovery.md ("A fresh critic").
 """
 
@@ -14,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 
 import torch
 from reconstructor_ceiling import evaluate_pairs
 
 from hspace.run import load_run
+from hspace.train import DiscoveryTrainer
 
 
 def image_statistics(x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -49,13 +53,17 @@ def main():
     ap.add_argument("--pairs", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default=None, help="a .pt file: the drawn pairs are kept there and reused")
+    ap.add_argument("--random-directions", type=float, default=None, metavar="STD")
     args = ap.parse_args()
     run = load_run(args.run)
     cfg = run.config
+    if args.random_directions is not None:
+        random_cfg = cfg.replace(init_from=None, direction_init_std=args.random_directions)
+        run = replace(run, shift_block=DiscoveryTrainer(run.model, random_cfg).modules.shift_block)
     k, s, x0, x0s = evaluate_pairs(run, args.seed, args.pairs, args.cache)
     raw, edited = image_statistics(x0), image_statistics(x0s)
     large = s.abs() > (cfg.min_shift + cfg.S) / 2  # [n]
-    row = {"run": args.run, "seed": args.seed, "pairs": len(k)}
+    row = {"run": args.run, "random_directions": args.random_directions, "seed": args.seed, "pairs": len(k)}
     for name in raw:
         row[name] = {
             "raw": round(float(raw[name].mean()), 4),

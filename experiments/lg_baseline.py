@@ -24,7 +24,7 @@ their sizes.
 L_G = mean softplus(-D(x~0)) is taken after D's step on the same batch, as Algorithm 1 does (line
 26 after lines 15-16); means are printed over every 100 steps and over the steps after
 ``--settle``. Results are in docs/discovery.md ("Even edits", "Hand-made style edits against the same
-discriminator").
+discriminator", "A fresh critic").
 """
 
 from __future__ import annotations

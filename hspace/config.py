@@ -106,7 +106,8 @@ class DiscoveryConfig:
     init_from: str | None = doc(
         None, "start from the three parts of this run (a folder or shipped name) with fresh optimisers; none: new parts"
     )
-    # A discriminator that trained through earlier stages separates edits better than a fresh one (docs/discovery.md, "L_G").
+    # A discriminator that trained through earlier stages logs a higher L_G than a fresh one
+    # (docs/discovery.md, "A fresh critic").
     init_discriminator: bool = doc(
         True, "with init_from: the discriminator starts from that run's too; false: a fresh one (discriminator_init)"
     )
