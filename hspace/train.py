@@ -176,6 +176,9 @@ def run_chains(
     return Chains(x0_real, x_shift, nodes, tail_input)
 
 
+L_R_TERMS = ("loss_ce", "loss_l1", "loss_overlap", "loss_even", "loss_fm")  # what L_R sums, when present
+
+
 def generator_losses(
     modules: DiscoveryModules, x0_real, x0_shift, k, s, cfg: DiscoveryConfig
 ) -> dict[str, torch.Tensor]:
@@ -209,15 +212,14 @@ def generator_losses(
         share = paired_even_share(x0_real, x0_shift)  # [N/2]
         losses["loss_even"] = cfg.even_edit_weight * share.mean()
         losses["even_share"] = share.detach().mean()
-    extra_terms = ("loss_ce", "loss_l1", "loss_overlap", "loss_even", "loss_fm")
-    losses["loss_r"] = sum(losses[t] for t in extra_terms if t in losses)
+    losses["loss_r"] = sum(losses[t] for t in L_R_TERMS if t in losses)
     return losses
 
 
 def loss_gradient_norms(losses: dict[str, torch.Tensor], x0_shift: torch.Tensor) -> dict[str, float]:
-    """|d term / d x~0| for L_G, lambda1 CE, lambda2 L1 (and the edit-overlap or even-edit term): which
-    term steers the shifted samples."""
-    terms = [t for t in ("loss_g", "loss_ce", "loss_l1", "loss_overlap", "loss_even", "loss_fm") if t in losses]
+    """|d term / d x~0| for L_G, lambda1 CE, lambda2 L1 (and the edit-overlap, even-edit or
+    feature-matching term): which term steers the shifted samples."""
+    terms = [t for t in ("loss_g", *L_R_TERMS) if t in losses]
     norms = {}
     for t in terms:
         (g,) = torch.autograd.grad(losses[t], x0_shift, retain_graph=True)
