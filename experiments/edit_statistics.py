@@ -6,7 +6,9 @@ Draws ``evaluate``'s own pairs (as ``breakdown.py``) and compares per-image stat
 samples x0 and the edited ones x~0: the mean, the spread, the share of ink (pixels > 0), the share of
 grey pixels (|x| < 0.8), the total variation. For each it prints both means and the AUC of telling
 x~0 from x0 by that statistic alone (0.5: no sign; all pairs, and the pairs with |s| in the upper half
-of [min_shift, S]), then the change in ink per direction and sign of s. One JSON line.
+of [min_shift, S]), then the change in ink per direction and sign of s, and how the run's own
+discriminator's per-sample L_G = BCE(D(x), 1) follows ink and edit size (Pearson correlations). One
+JSON line.
 ``--random-directions STD`` replaces the run's shift block by untrained random directions
 (``direction_init_std`` STD, the run's own shift size): a baseline for what any shift of h does. Results are in
 docs/discovery.md ("A fresh critic").
@@ -19,8 +21,10 @@ import json
 from dataclasses import replace
 
 import torch
+import torch.nn.functional as F
 from reconstructor_ceiling import evaluate_pairs
 
+from hspace.nets import Discriminator
 from hspace.run import load_run
 from hspace.train import DiscoveryTrainer
 
@@ -45,6 +49,11 @@ def auc(negative: torch.Tensor, positive: torch.Tensor) -> float:
     above = (positive[None, :] > negative[:, None]).float().mean()
     ties = (positive[None, :] == negative[:, None]).float().mean()
     return round(float(above + 0.5 * ties), 3)
+
+
+def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return round(float((a * b).sum() / (a.norm() * b.norm())), 3)
 
 
 def main():
@@ -75,6 +84,15 @@ def main():
     row["ink_change_by_direction"] = {
         sign: [round(float(ink_change[(k == d) & side].mean()), 4) for d in range(cfg.K)]
         for sign, side in (("s>0", s > 0), ("s<0", s < 0))
+    }
+    disc = run.load_part("discriminator", Discriminator(run.model.make_encoder(pretrained=False), run.model.h_channels))
+    with torch.no_grad():
+        lg_edited, lg_raw = F.softplus(-disc.eval()(x0s)), F.softplus(-disc(x0))  # [n] each
+    row["lg_correlation"] = {
+        "edited_ink": correlation(lg_edited, edited["ink"]),
+        "ink_added": correlation(lg_edited, ink_change),
+        "mean_abs_edit": correlation(lg_edited, (x0s - x0).abs().flatten(1).mean(1)),
+        "raw_ink (L_G of raw samples)": correlation(lg_raw, raw["ink"]),
     }
     print(json.dumps(row))
 
