@@ -22,9 +22,8 @@ from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
-from reconstructor_ceiling import evaluate_pairs
+from reconstructor_ceiling import evaluate_pairs, run_discriminator
 
-from hspace.nets import Discriminator
 from hspace.run import load_run
 from hspace.train import DiscoveryTrainer
 
@@ -85,9 +84,9 @@ def main():
         sign: [round(float(ink_change[(k == d) & side].mean()), 4) for d in range(cfg.K)]
         for sign, side in (("s>0", s > 0), ("s<0", s < 0))
     }
-    disc = run.load_part("discriminator", Discriminator(run.model.make_encoder(pretrained=False), run.model.h_channels))
+    disc = run_discriminator(run)
     with torch.no_grad():
-        lg_edited, lg_raw = F.softplus(-disc.eval()(x0s)), F.softplus(-disc(x0))  # [n] each
+        lg_edited, lg_raw = F.softplus(-disc(x0s)), F.softplus(-disc(x0))  # [n] each
     row["lg_correlation"] = {
         "edited_ink": correlation(lg_edited, edited["ink"]),
         "ink_added": correlation(lg_edited, ink_change),

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from reconstructor_ceiling import TRAIN_SEEDS, fit, make_pairs, rca
+from reconstructor_ceiling import TRAIN_SEEDS, evaluate_pairs, fit, make_pairs, rca, run_discriminator
 
 from hspace.directions import direction_indices
 from hspace.evaluate import edit_measures, rank_directions, summarise_overlap
-from hspace.nets import Discriminator, build_reconstructor
+from hspace.nets import build_reconstructor
 from hspace.run import load_run
 from hspace.sampling import sample, seed_noise
 
@@ -68,13 +68,11 @@ def measure(run, arm: str, args, cache: Path | None) -> dict:
         train, test = torch.load(path)
     else:
         train = make_pairs(run, TRAIN_SEEDS, args.train_pairs, torch.Generator().manual_seed(3))
-        test = make_pairs(
-            run, args.seed * 10**7, args.test_pairs, torch.Generator().manual_seed(args.seed)
-        )  # evaluate's
+        test = evaluate_pairs(run, args.seed, args.test_pairs)
         if path:
             torch.save((train, test), path)
     own = run.load_part("reconstructor", build_reconstructor(cfg.reconstructor, m.in_channels, cfg.K))
-    disc = run.load_part("discriminator", Discriminator(m.make_encoder(pretrained=False), m.h_channels)).eval()
+    disc = run_discriminator(run)
     with torch.no_grad():
         lg = float(F.softplus(-disc(test[3])).mean())
         lg_raw = float(F.softplus(-disc(test[2])).mean())
