@@ -16,7 +16,7 @@ import json
 
 import torch
 import torch.nn.functional as F
-from reconstructor_ceiling import evaluate_pairs, run_discriminator
+from reconstructor_ceiling import evaluate_pairs
 
 from hspace.nets import build_reconstructor
 from hspace.run import load_run
@@ -40,7 +40,7 @@ def main():
     cfg, m = run.config, run.model
     k, s, x0, x0s = evaluate_pairs(run, args.seed, args.pairs, args.cache)
     recon = run.load_part("reconstructor", build_reconstructor(cfg.reconstructor, m.in_channels, cfg.K)).eval()
-    disc = run_discriminator(run)
+    disc = run.load_discriminator()
     with torch.no_grad():
         hit = recon(x0, x0s)[0].argmax(1) == k  # [n]
         lg_shifted = F.softplus(-disc(x0s))  # BCE(D(x~0), 1) per sample [n]

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from reconstructor_ceiling import run_discriminator
 
 from hspace.classifier import load_classifier
 from hspace.nets import Discriminator
@@ -100,7 +99,7 @@ def main():
     print(json.dumps({"pairs_drawn_s": round(time.monotonic() - start, 1)}), flush=True)
 
     if not args.skip_own:
-        own = run_discriminator(run)
+        own = run.load_discriminator()
         print(
             json.dumps({"what": "the run's discriminator", "heldout_acc": round(accuracy(own, *test), 3)}), flush=True
         )

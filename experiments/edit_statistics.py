@@ -22,7 +22,7 @@ from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
-from reconstructor_ceiling import evaluate_pairs, run_discriminator
+from reconstructor_ceiling import evaluate_pairs
 
 from hspace.run import load_run
 from hspace.train import DiscoveryTrainer
@@ -84,7 +84,7 @@ def main():
         sign: [round(float(ink_change[(k == d) & side].mean()), 4) for d in range(cfg.K)]
         for sign, side in (("s>0", s > 0), ("s<0", s < 0))
     }
-    disc = run_discriminator(run)
+    disc = run.load_discriminator()
     with torch.no_grad():
         lg_edited, lg_raw = F.softplus(-disc(x0s)), F.softplus(-disc(x0))  # [n] each
     row["lg_correlation"] = {

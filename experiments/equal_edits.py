@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from reconstructor_ceiling import TRAIN_SEEDS, evaluate_pairs, fit, make_pairs, rca, run_discriminator
+from reconstructor_ceiling import TRAIN_SEEDS, evaluate_pairs, fit, make_pairs, rca
 
 from hspace.directions import direction_indices
 from hspace.evaluate import edit_measures, rank_directions, summarise_overlap
@@ -72,7 +72,7 @@ def measure(run, arm: str, args, cache: Path | None) -> dict:
         if path:
             torch.save((train, test), path)
     own = run.load_part("reconstructor", build_reconstructor(cfg.reconstructor, m.in_channels, cfg.K))
-    disc = run_discriminator(run)
+    disc = run.load_discriminator()
     with torch.no_grad():
         lg = float(F.softplus(-disc(test[3])).mean())
         lg_raw = float(F.softplus(-disc(test[2])).mean())

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from hspace.nets import Discriminator, LeNetReconstructor, build_reconstructor
+from hspace.nets import LeNetReconstructor, build_reconstructor
 from hspace.run import load_run
 from hspace.sampling import seed_noise
 from hspace.train import draw_edits, run_chains
@@ -55,12 +55,6 @@ def evaluate_pairs(run, seed: int, n: int, cache: str | None = None):
     if cache:
         torch.save(pairs, cache)
     return pairs
-
-
-def run_discriminator(run) -> Discriminator:
-    """The run's trained discriminator, in eval mode."""
-    m = run.model
-    return run.load_part("discriminator", Discriminator(m.make_encoder(pretrained=False), m.h_channels)).eval()
 
 
 @torch.no_grad()

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .artifacts import atomic_write
@@ -64,10 +65,12 @@ def reconstructor_accuracy(
     features=None,
     progress=True,
     recalibrate_pairs: int = 0,
+    critic=None,
 ) -> dict:
     """RCA over ``num_pairs`` (x_T, k, s) draws (k and s as the run drew them in training); with
     ``features``, also the features of raw and shifted samples. ``recalibrate_pairs`` > 0: also the
-    RCA with the reconstructor's BatchNorm statistics recalibrated on that many fresh pairs."""
+    RCA with the reconstructor's BatchNorm statistics recalibrated on that many fresh pairs. With
+    ``critic`` (the run's discriminator), also its L_G = BCE(D(x), 1) on the shifted and the raw samples."""
     cfg = run.config
     recon = run.load_part("reconstructor", build_reconstructor(cfg.reconstructor, run.model.in_channels, cfg.K))
     device = run.device
@@ -93,7 +96,7 @@ def reconstructor_accuracy(
             "BatchNorm recalibration",
         )
         recalibrated = recalibrate_batch_norm(recon, ((x0, x0s) for _, _, x0, x0s in fresh))
-    ks, preds, preds_cal, shift_err, f_raw, f_shift = [], [], [], [], [], []
+    ks, preds, preds_cal, shift_err, f_raw, f_shift, lg_raw, lg_shift = [], [], [], [], [], [], [], []
     for k, s, x0_real, x0_shift in pairs(seed * 10**7, num_pairs, torch.Generator().manual_seed(seed), "RCA"):
         logits, shift = recon(x0_real, x0_shift)
         if recalibrated is not None:
@@ -104,6 +107,9 @@ def reconstructor_accuracy(
         if features is not None:
             f_raw.append(features(x0_real.clamp(-1, 1)).cpu())
             f_shift.append(features(x0_shift.clamp(-1, 1)).cpu())
+        if critic is not None:  # unclamped, as D sees them in training
+            lg_raw.append(F.softplus(-critic(x0_real)).cpu())  # BCE(D(x0), 1) per sample [n]
+            lg_shift.append(F.softplus(-critic(x0_shift)).cpu())
     k, pred = torch.cat(ks), torch.cat(preds)
     per, confusion = accuracy_per_class(pred, k, cfg.K)
     out = {
@@ -124,6 +130,9 @@ def reconstructor_accuracy(
         )
     if features is not None:
         out["features_raw"], out["features_shifted"] = torch.cat(f_raw), torch.cat(f_shift)
+    if critic is not None:
+        out["critic_lg_shifted"] = float(torch.cat(lg_shift).mean())
+        out["critic_lg_raw"] = float(torch.cat(lg_raw).mean())
     return out
 
 
@@ -232,7 +241,13 @@ def evaluate(
     real, _ = load_dataset(real_source, m.image_size, m.in_channels, split="heldout")
     out.mkdir(parents=True, exist_ok=True)
     rca = reconstructor_accuracy(
-        run, num_pairs, seed=seed, features=extractor, progress=progress, recalibrate_pairs=recalibrate_pairs
+        run,
+        num_pairs,
+        seed=seed,
+        features=extractor,
+        progress=progress,
+        recalibrate_pairs=recalibrate_pairs,
+        critic=run.load_discriminator(),
     )
     with torch.no_grad():
         f_real = torch.cat([extractor(real[i : i + 500].to(device)).cpu() for i in range(0, len(real), 500)])
@@ -328,6 +343,10 @@ def write_report(run: Run, r: dict, out: Path) -> Path:
         f"| L_G mean after step {LG_SETTLING_STEPS} | {r['lg_mean_settled']:.3f} | ~0.693 |"
         if r.get("lg_mean_settled") is not None
         else None,
+        f"| L_G of the run's discriminator on these pairs: shifted / raw samples | "
+        f"{r['critic_lg_shifted']:.3f} / {r['critic_lg_raw']:.3f} | ~0.693 / ~0.693 |"
+        if r.get("critic_lg_shifted") is not None
+        else None,
         f"| h-space: mean-over-20 vs per-sample edit | {mean_agree:.3f} | small |",
         f"| h-space: global vs per-sample edit | {glob_agree:.3f} | small |",
         f"| edit overlap: mean cosine between different directions' edits | {r['edit_overlap_mean']:.3f} | - |"
@@ -338,6 +357,8 @@ def write_report(run: Run, r: dict, out: Path) -> Path:
         if r.get("edit_overlap_odd_mean") is not None
         else None,
         "",
+        "L_G on raw samples is the trained discriminator's own floor: above ln 2 = 0.693 when D has learnt a cue "
+        "that spreads its verdicts on real samples too; shifted minus raw is what it tells apart. "
         "Edit overlap near 1 means directions make the same image change, which caps RCA whatever the training. "
         "A high even share with a low odd-part overlap means the shared change is one both signs of s make; "
         "hand-made style edits of MNIST digits with their opposites give even share 0.48, odd parts -0.03 "
@@ -383,6 +404,8 @@ def summary_line(r: dict) -> str:
     lg = "-" if r["lg_mean"] is None else f"{r['lg_mean']:.3f}"
     if r.get("lg_mean_settled") is not None:
         lg += f" (after step {LG_SETTLING_STEPS}: {r['lg_mean_settled']:.3f})"
+    if r.get("critic_lg_shifted") is not None:
+        lg += f"; its D on these pairs: shifted {r['critic_lg_shifted']:.3f} / raw {r['critic_lg_raw']:.3f}"
     overlap = "-" if r["edit_overlap_mean"] is None else f"{r['edit_overlap_mean']:.3f}"
     if r.get("edit_overlap_odd_mean") is not None:
         overlap += f" (odd parts {r['edit_overlap_odd_mean']:.3f}; even share {r['edit_even_share']:.3f})"

@@ -24,6 +24,7 @@ from .backends import HSpaceModel
 from .config import DiscoveryConfig
 from .directions import ShiftBlock
 from .models import load_model
+from .nets import Discriminator
 from .sampling import Directions, direction_sweep
 from .schedule import uniform_timesteps
 
@@ -296,6 +297,14 @@ class Run:
 
     def load_part(self, part: str, module: torch.nn.Module) -> torch.nn.Module:
         return load_part(self.folder, part, module)
+
+    def load_discriminator(self) -> Discriminator | None:
+        """The run's trained discriminator in eval mode on the run's device; None if the run kept none."""
+        if not (self.folder / "discriminator.safetensors").exists():
+            return None
+        m = self.model
+        disc = Discriminator(m.make_encoder(pretrained=False), m.h_channels)
+        return self.load_part("discriminator", disc).to(self.device).eval()
 
 
 def load_part(folder: Path, part: str, module: torch.nn.Module) -> torch.nn.Module:

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 
 import pytest
 import torch
@@ -25,6 +26,23 @@ def test_rca_counts_and_confusion(run_folder):
     assert 0 <= r["shift_mae"] <= 2 * run.config.S
     again = reconstructor_accuracy(run, num_pairs=30, batch_size=7, progress=False)  # same draws in other batches
     assert again["rca"] == r["rca"]
+
+
+def test_critic_lg_is_bce_against_real_per_sample(run_folder):
+    run = load_run(run_folder)
+
+    def critic(x):  # logit = 1 + 2 * the clamped image's mean, so L_G = softplus(-logit) per sample [N]
+        return 1 + 2 * x.clamp(-1, 1).flatten(1).mean(1)
+
+    r = reconstructor_accuracy(
+        run, num_pairs=12, batch_size=5, progress=False, features=torch.nn.Flatten(), critic=critic
+    )
+    for side in ("raw", "shifted"):
+        images = r[f"features_{side}"]  # the samples the critic saw, clamped and flattened by the features
+        expected = torch.nn.functional.softplus(-critic(images)).mean()
+        assert r[f"critic_lg_{side}"] == pytest.approx(expected.item(), abs=1e-6)
+    zero = reconstructor_accuracy(run, num_pairs=6, progress=False, critic=lambda x: torch.zeros(len(x)))
+    assert zero["critic_lg_raw"] == pytest.approx(0.6931471805599453) == zero["critic_lg_shifted"]
 
 
 def test_lg_from_log_reads_every_logged_step(run_folder):
@@ -84,6 +102,19 @@ def test_evaluate_cli_writes_report_and_json(run_folder, tmp_path):
     assert "edit overlap" in report and (out / "edit_overlap.png").exists()
     table = report.split("| measure |")[1].split("\n\n")[0]  # one table: no row left blank
     assert "odd parts" in table and "after step 100" not in table  # a 3-step run has no settled L_G
+    assert r["critic_lg_shifted"] > 0 and r["critic_lg_raw"] > 0 and "run's discriminator" in table
+
+
+def test_evaluate_without_a_discriminator_leaves_its_row_out(run_folder, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(run_folder, folder)
+    (folder / "discriminator.safetensors").unlink()
+    assert load_run(folder).load_discriminator() is None
+    out = tmp_path / "eval"
+    argv = ["evaluate", str(folder), "--num-pairs", "4", "--recalibrate-pairs", "0", "--out", str(out)]
+    assert main([*argv, "--json", str(tmp_path / "e.json")]) == 0
+    assert "critic_lg_raw" not in json.loads((tmp_path / "e.json").read_text())
+    assert "run's discriminator" not in (out / "report.md").read_text()
 
 
 def test_user_feature_extractor_is_named_clearly(run_folder, tmp_path, capsys):
