@@ -21,6 +21,7 @@ from .metrics import (
     even_share,
     frechet_distance,
     interpretability_proxy,
+    separation_auc,
 )
 from .monitor import recalibrate_batch_norm
 from .nets import build_reconstructor
@@ -70,7 +71,8 @@ def reconstructor_accuracy(
     """RCA over ``num_pairs`` (x_T, k, s) draws (k and s as the run drew them in training); with
     ``features``, also the features of raw and shifted samples. ``recalibrate_pairs`` > 0: also the
     RCA with the reconstructor's BatchNorm statistics recalibrated on that many fresh pairs. With
-    ``critic`` (the run's discriminator), also its L_G = BCE(D(x), 1) on the shifted and the raw samples."""
+    ``critic`` (the run's discriminator), also its L_G = BCE(D(x), 1) on the shifted and the raw samples
+    and the AUC with which its logits tell the raw from the shifted ones."""
     cfg = run.config
     recon = run.load_part("reconstructor", build_reconstructor(cfg.reconstructor, run.model.in_channels, cfg.K))
     device = run.device
@@ -96,7 +98,7 @@ def reconstructor_accuracy(
             "BatchNorm recalibration",
         )
         recalibrated = recalibrate_batch_norm(recon, ((x0, x0s) for _, _, x0, x0s in fresh))
-    ks, preds, preds_cal, shift_err, f_raw, f_shift, lg_raw, lg_shift = [], [], [], [], [], [], [], []
+    ks, preds, preds_cal, shift_err, f_raw, f_shift, d_raw, d_shift = [], [], [], [], [], [], [], []
     for k, s, x0_real, x0_shift in pairs(seed * 10**7, num_pairs, torch.Generator().manual_seed(seed), "RCA"):
         logits, shift = recon(x0_real, x0_shift)
         if recalibrated is not None:
@@ -107,9 +109,9 @@ def reconstructor_accuracy(
         if features is not None:
             f_raw.append(features(x0_real.clamp(-1, 1)).cpu())
             f_shift.append(features(x0_shift.clamp(-1, 1)).cpu())
-        if critic is not None:  # unclamped, as D sees them in training
-            lg_raw.append(F.softplus(-critic(x0_real)).cpu())  # BCE(D(x0), 1) per sample [n]
-            lg_shift.append(F.softplus(-critic(x0_shift)).cpu())
+        if critic is not None:  # logits [n] of the unclamped samples, as D sees them in training
+            d_raw.append(critic(x0_real).cpu())
+            d_shift.append(critic(x0_shift).cpu())
     k, pred = torch.cat(ks), torch.cat(preds)
     per, confusion = accuracy_per_class(pred, k, cfg.K)
     out = {
@@ -131,8 +133,10 @@ def reconstructor_accuracy(
     if features is not None:
         out["features_raw"], out["features_shifted"] = torch.cat(f_raw), torch.cat(f_shift)
     if critic is not None:
-        out["critic_lg_shifted"] = float(torch.cat(lg_shift).mean())
-        out["critic_lg_raw"] = float(torch.cat(lg_raw).mean())
+        d_raw, d_shift = torch.cat(d_raw), torch.cat(d_shift)
+        out["critic_lg_shifted"] = float(F.softplus(-d_shift).mean())  # BCE(D(x~0), 1)
+        out["critic_lg_raw"] = float(F.softplus(-d_raw).mean())
+        out["critic_auc"] = separation_auc(d_raw, d_shift)
     return out
 
 
@@ -347,6 +351,9 @@ def write_report(run: Run, r: dict, out: Path) -> Path:
         f"{r['critic_lg_shifted']:.3f} / {r['critic_lg_raw']:.3f} | ~0.693 / ~0.693 |"
         if r.get("critic_lg_shifted") is not None
         else None,
+        f"| AUC of that discriminator telling raw from shifted samples | {r['critic_auc']:.3f} | 0.5 (chance) |"
+        if r.get("critic_auc") is not None
+        else None,
         f"| h-space: mean-over-20 vs per-sample edit | {mean_agree:.3f} | small |",
         f"| h-space: global vs per-sample edit | {glob_agree:.3f} | small |",
         f"| edit overlap: mean cosine between different directions' edits | {r['edit_overlap_mean']:.3f} | - |"
@@ -357,8 +364,9 @@ def write_report(run: Run, r: dict, out: Path) -> Path:
         if r.get("edit_overlap_odd_mean") is not None
         else None,
         "",
-        "L_G on raw samples is the trained discriminator's own floor: above ln 2 = 0.693 when D has learnt a cue "
-        "that spreads its verdicts on real samples too; shifted minus raw is what it tells apart. "
+        "The discriminator's L_G on raw samples moves with its bias and the spread of its verdicts (by BCE's "
+        "convexity a spread alone lifts it above ln 2 = 0.693); its AUC does not, and says how well it tells "
+        "the edits from the raw samples: 0.5 is chance. "
         "Edit overlap near 1 means directions make the same image change, which caps RCA whatever the training. "
         "A high even share with a low odd-part overlap means the shared change is one both signs of s make; "
         "hand-made style edits of MNIST digits with their opposites give even share 0.48, odd parts -0.03 "
@@ -406,6 +414,7 @@ def summary_line(r: dict) -> str:
         lg += f" (after step {LG_SETTLING_STEPS}: {r['lg_mean_settled']:.3f})"
     if r.get("critic_lg_shifted") is not None:
         lg += f"; its D on these pairs: shifted {r['critic_lg_shifted']:.3f} / raw {r['critic_lg_raw']:.3f}"
+        lg += f", AUC {r['critic_auc']:.3f}"
     overlap = "-" if r["edit_overlap_mean"] is None else f"{r['edit_overlap_mean']:.3f}"
     if r.get("edit_overlap_odd_mean") is not None:
         overlap += f" (odd parts {r['edit_overlap_odd_mean']:.3f}; even share {r['edit_even_share']:.3f})"

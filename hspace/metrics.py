@@ -94,6 +94,17 @@ def even_share(plus: torch.Tensor, minus: torch.Tensor) -> torch.Tensor:
     return even2 / (even2 + odd2).clamp_min(1e-12)
 
 
+def separation_auc(higher: torch.Tensor, lower: torch.Tensor, chunk: int = 1024) -> float:
+    """AUC of telling two sets of scores apart [n], [m]: P(a > b) + P(a = b) / 2 over every pair, a
+    from ``higher`` and b from ``lower``. 0.5: no better than chance; 1: every a above every b. Unlike
+    a mean BCE it does not move with the scores' offset or scale (a critic's bias or confidence)."""
+    lower = lower.flatten().double()
+    wins = 0.0
+    for part in higher.flatten().double().split(chunk):  # [chunk x m] comparisons at a time
+        wins += (part[:, None] > lower).sum().item() + 0.5 * (part[:, None] == lower).sum().item()
+    return wins / (higher.numel() * lower.numel())
+
+
 def reconstruction_error(reconstruction: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
     """Mean absolute and mean squared error in [-1, 1] units, and PSNR (dB, peak-to-peak 2)."""
     mse = (reconstruction - target).pow(2).mean().item()

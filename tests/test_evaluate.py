@@ -9,6 +9,7 @@ import torch
 
 from hspace.cli import main
 from hspace.evaluate import lg_from_log, reconstructor_accuracy
+from hspace.metrics import separation_auc
 from hspace.run import load_run
 
 
@@ -41,8 +42,11 @@ def test_critic_lg_is_bce_against_real_per_sample(run_folder):
         images = r[f"features_{side}"]  # the samples the critic saw, clamped and flattened by the features
         expected = torch.nn.functional.softplus(-critic(images)).mean()
         assert r[f"critic_lg_{side}"] == pytest.approx(expected.item(), abs=1e-6)
+    raw, shifted = (critic(r[f"features_{side}"]) for side in ("raw", "shifted"))
+    assert r["critic_auc"] == separation_auc(raw, shifted)
     zero = reconstructor_accuracy(run, num_pairs=6, progress=False, critic=lambda x: torch.zeros(len(x)))
     assert zero["critic_lg_raw"] == pytest.approx(0.6931471805599453) == zero["critic_lg_shifted"]
+    assert zero["critic_auc"] == 0.5  # all ties: no better than chance
 
 
 def test_lg_from_log_reads_every_logged_step(run_folder):
@@ -103,6 +107,7 @@ def test_evaluate_cli_writes_report_and_json(run_folder, tmp_path):
     table = report.split("| measure |")[1].split("\n\n")[0]  # one table: no row left blank
     assert "odd parts" in table and "after step 100" not in table  # a 3-step run has no settled L_G
     assert r["critic_lg_shifted"] > 0 and r["critic_lg_raw"] > 0 and "run's discriminator" in table
+    assert 0 <= r["critic_auc"] <= 1 and "AUC of that discriminator" in table
 
 
 def test_evaluate_without_a_discriminator_leaves_its_row_out(run_folder, tmp_path):

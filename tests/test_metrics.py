@@ -10,6 +10,7 @@ from hspace.metrics import (
     even_share,
     frechet_distance,
     interpretability_proxy,
+    separation_auc,
 )
 
 
@@ -74,3 +75,23 @@ def test_edit_overlap_tells_same_edits_from_distinct_ones():
         -1.0, abs=1e-6
     )
     assert abs(overlap[0, 3].item()) < 0.5 and torch.allclose(overlap, overlap.T)
+
+
+def test_separation_auc_on_scores_known_by_construction():
+    assert separation_auc(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.0, 0.5])) == 1.0
+    assert separation_auc(torch.tensor([0.0, 0.5]), torch.tensor([1.0, 2.0, 3.0])) == 0.0
+    assert separation_auc(torch.zeros(4), torch.zeros(7)) == 0.5  # ties count half
+    # a: 0 beats none of {1, 3}; 2 beats 1; 4 beats both: 3 wins of 6
+    assert separation_auc(torch.tensor([0.0, 2.0, 4.0]), torch.tensor([1.0, 3.0]), chunk=2) == 0.5
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(300, generator=g) + 1, torch.randn(200, generator=g)
+    assert separation_auc(a, b) == separation_auc(2 * a - 5, 2 * b - 5)  # no matter the offset and scale
+    assert separation_auc(a, b) == pytest.approx(1 - separation_auc(b, a))
+
+
+def test_separation_auc_matches_torchmetrics():
+    tm = pytest.importorskip("torchmetrics.functional.classification")
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(250, generator=g) + 0.4, torch.randn(150, generator=g)
+    scores, labels = torch.cat([a, b]), torch.cat([torch.ones(250), torch.zeros(150)]).long()
+    assert separation_auc(a, b) == pytest.approx(tm.binary_auroc(scores, labels).item(), abs=1e-6)
