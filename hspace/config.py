@@ -86,6 +86,11 @@ class DiscoveryConfig:
     lr_warmdown: float = doc(
         0.0, "every learning rate falls linearly to zero over this last share of train_steps (0: constant, paper)"
     )
+    # Off in the shipped default's last stage; L_G rose as much through the warm-down either way
+    # (docs/discovery.md, "A critic at a constant rate").
+    discriminator_warmdown: bool = doc(
+        True, "the discriminator's rate falls with the others over the warm-down; false: it stays constant"
+    )
     min_shift: float = doc(0.5, "|s| is drawn from [min_shift, S] with a random sign (paper: 0)")
     balanced_k: bool = doc(True, "each direction index equally often in every batch (paper: k ~ U{0..K-1} per sample)")
     batch_size: int = doc(128, "samples per training step, over all processes")

@@ -128,13 +128,15 @@ MNIST_NPZ = ASSETS / "mnist-10k.npz"
 CLASSIFIER_PATH = ASSETS / "mnist-classifier.safetensors"
 # Models and discovery runs that ship inside the package.
 SHIPPED_MODELS: dict[str, str] = {"default": "default-dm.safetensors"}
-# "default" was found in five stages, each shipped: "default-t600-free" (free shift sizes, h shifted for
+# "default" was found in six stages, each shipped: "default-t600-free" (free shift sizes, h shifted for
 # t >= 600), "default-overlap-1500" and "-2000" (sizes fixed, the edit-overlap term), "default-ce1" (a
-# heavier CE) and "default" (a fresh discriminator without the real-chain cache). "default-t600" (the
-# default of 2026-12-05) and the t >= 400 lineage ("default-free" -> "default-t400" -> "default-t400-t600")
-# stay reachable; docs/default-evaluation.md.
+# heavier CE), "default-nocache" (a fresh discriminator without the real-chain cache) and "default"
+# (shifts up to 3.5, the discriminator's rate kept through the warm-down). "default-t600" (the default of
+# 2026-12-05) and the t >= 400 lineage ("default-free" -> "default-t400" -> "default-t400-t600") stay
+# reachable; docs/default-evaluation.md.
 SHIPPED_RUNS: dict[str, Path] = {
     "default": ASSETS / "default-run",
+    "default-nocache": ASSETS / "default-nocache-run",
     "default-ce1": ASSETS / "default-ce1-run",
     "default-overlap-2000": ASSETS / "default-overlap-2000-run",
     "default-overlap-1500": ASSETS / "default-overlap-1500-run",

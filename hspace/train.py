@@ -427,11 +427,13 @@ class DiscoveryTrainer:
         return x_T.to(self.device), k.to(self.device), s.to(self.device)
 
     def set_learning_rates(self):
-        """Each part's rate times ``cfg.lr_factor`` of the step about to be taken."""
+        """Each part's rate times ``cfg.lr_factor`` of the step about to be taken (the
+        discriminator's at its full rate throughout when ``cfg.discriminator_warmdown`` is off)."""
         factor = self.cfg.lr_factor(self.step)
-        for opt, base in zip((self.opt_g, self.opt_d), self.base_lrs):
+        factor_d = factor if self.cfg.discriminator_warmdown else 1.0
+        for opt, base, f in zip((self.opt_g, self.opt_d), self.base_lrs, (factor, factor_d)):
             for group, lr in zip(opt.param_groups, base):
-                group["lr"] = lr * factor
+                group["lr"] = lr * f
 
     def train_step(self, batch=None, diagnose: bool = False) -> dict[str, float]:
         """One step of Algorithm 1 (or vanilla, or optimised): update D, then the shift block and

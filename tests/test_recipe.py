@@ -76,6 +76,11 @@ def test_the_warmdown_lowers_every_rate_linearly_over_the_last_steps():
         trainer.train_step()
     lrs = [group["lr"] for group in trainer.opt_g.param_groups] + [trainer.opt_d.param_groups[0]["lr"]]
     assert lrs == pytest.approx([0.75 * cfg.part_lr(p) for p in ("shift_block", "reconstructor", "discriminator")])
+    constant_d = DiscoveryTrainer(load_model("tiny"), cfg.replace(discriminator_warmdown=False))
+    for _ in range(6):
+        constant_d.train_step()
+    assert [group["lr"] for group in constant_d.opt_g.param_groups] == pytest.approx(lrs[:2])
+    assert constant_d.opt_d.param_groups[0]["lr"] == cfg.part_lr("discriminator")
     with pytest.raises(ValueError, match=r"lr_warmdown=1.5: choose a share of train_steps in \[0, 1\]"):
         DiscoveryConfig(lr_warmdown=1.5)
 
