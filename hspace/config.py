@@ -86,7 +86,7 @@ class DiscoveryConfig:
     lr_warmdown: float = doc(
         0.0, "every learning rate falls linearly to zero over this last share of train_steps (0: constant, paper)"
     )
-    # Off in the shipped default's last stage; L_G rose as much through the warm-down either way
+    # Off in the shipped default's last stage; L_G over the warm-down was the same with it and without
     # (docs/discovery.md, "A critic at a constant rate").
     discriminator_warmdown: bool = doc(
         True, "the discriminator's rate falls with the others over the warm-down; false: it stays constant"
